@@ -1,0 +1,152 @@
+"""The model-bundle format: a fitted pipeline plus everything needed to trust it.
+
+A bundle directory holds `pipeline.pkl` (the sklearn Pipeline), `bundle.json` (its
+`BundleMetadata`) and `reference.parquet` (a sample of training features and scores for
+drift monitoring). Every file's SHA-256 is recorded in the metadata at save time and the
+pickle is verified against it *before* it is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from sproxxo.errors import ModelUnavailable
+from sproxxo.features import FEATURE_NAMES
+from sproxxo.policy import Policy
+from sproxxo.schemas import SCHEMA_VERSION
+from sproxxo.versions import check_contract, runtime_versions
+
+logger = logging.getLogger(__name__)
+
+BUNDLE_FORMAT: Final = 1
+PIPELINE_FILE: Final = "pipeline.pkl"
+MANIFEST_FILE: Final = "bundle.json"
+REFERENCE_FILE: Final = "reference.parquet"
+
+
+class DataFingerprint(BaseModel):
+    """What the model was trained on, precisely enough to recognise it again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    sha256: str
+    rows: int
+    fraud_rate: float
+    start: str
+    end: str
+
+
+class BundleMetadata(BaseModel):
+    """Audit trail of one trained model (also stored as the BentoML model's metadata)."""
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
+    bundle_format: int = BUNDLE_FORMAT
+    schema_version: str = SCHEMA_VERSION
+    feature_names: list[str] = Field(default_factory=lambda: list(FEATURE_NAMES))
+    policy: Policy
+    metrics: dict[str, float]
+    params: dict[str, Any] = Field(default_factory=dict)
+    data: DataFingerprint
+    libraries: dict[str, str] = Field(default_factory=runtime_versions)
+    mlflow_run_id: str = ""
+    mlflow_version: str = ""
+    trained_at: str
+    checksums: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A loaded, verified model ready to score canonical columns."""
+
+    pipeline: Any
+    metadata: BundleMetadata
+    tag: str = ""
+
+    def predict_matrix(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Calibrated P(fraud) for a feature matrix built by `build_features`."""
+        return np.asarray(self.pipeline[-1].predict_proba(matrix)[:, 1], dtype=np.float64)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_bundle(
+    directory: Path, pipeline: Any, metadata: BundleMetadata, reference: pd.DataFrame
+) -> BundleMetadata:
+    """Write the bundle files; returns the metadata completed with their checksums."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / PIPELINE_FILE).open("wb") as handle:
+        pickle.dump(pipeline, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    reference.to_parquet(directory / REFERENCE_FILE, index=False)
+    checksums = {name: sha256_file(directory / name) for name in (PIPELINE_FILE, REFERENCE_FILE)}
+    done = metadata.model_copy(update={"checksums": checksums})
+    (directory / MANIFEST_FILE).write_text(done.model_dump_json(indent=2), encoding="utf-8")
+    return done
+
+
+def read_metadata(directory: Path) -> BundleMetadata:
+    """The bundle's own manifest (use the store's copy when there is one)."""
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise ModelUnavailable(f"{directory}: no {MANIFEST_FILE} (not a sproxxo bundle)")
+    return BundleMetadata.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def verify_bundle(directory: Path, metadata: BundleMetadata) -> list[str]:
+    """Reasons not to load this bundle: checksum, schema or dependency-contract failures."""
+    problems: list[str] = []
+    if not metadata.checksums.get(PIPELINE_FILE):
+        problems.append(f"no checksum recorded for {PIPELINE_FILE}")
+    for name, expected in metadata.checksums.items():
+        path = directory / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif sha256_file(path) != expected:
+            problems.append(f"{name} does not match its recorded sha256 (corrupt or tampered)")
+    if metadata.schema_version != SCHEMA_VERSION:
+        problems.append(
+            f"schema_version {metadata.schema_version} != runtime schema {SCHEMA_VERSION}"
+        )
+    if tuple(metadata.feature_names) != FEATURE_NAMES:
+        problems.append("feature_names differ from the runtime's build_features")
+    contract = check_contract(metadata.libraries, runtime_versions())
+    problems.extend(f"dependency contract: {r}" for r in contract.refusals)
+    for note in contract.tolerated:
+        logger.warning("dependency difference tolerated: %s", note)
+    return problems
+
+
+def load_bundle(directory: Path, metadata: BundleMetadata, *, tag: str = "") -> ModelBundle:
+    """Verify, then unpickle. Raises `ModelUnavailable` listing every problem found."""
+    problems = verify_bundle(directory, metadata)
+    if problems:
+        raise ModelUnavailable(f"model {tag or directory} refused: " + "; ".join(problems))
+    with (directory / PIPELINE_FILE).open("rb") as handle:
+        pipeline = pickle.load(handle)  # noqa: S301 - sha256 verified above
+    return ModelBundle(pipeline=pipeline, metadata=metadata, tag=tag)
+
+
+def read_reference(directory: Path) -> pd.DataFrame:
+    """The reference sample (features, risk score, probability, decision) of a bundle."""
+    path = directory / REFERENCE_FILE
+    if not path.is_file():
+        raise ModelUnavailable(f"{directory}: no reference sample ({REFERENCE_FILE})")
+    return pd.read_parquet(path)

@@ -1,0 +1,147 @@
+"""The decision policy: approve / review / decline from the fraud probability and the rules.
+
+Thresholds are chosen at training time by expected cost and travel with the model:
+
+* a missed fraud (approved) costs its amount;
+* a reviewed transaction costs `review_cost` (analyst time and customer friction) and the
+  fraud, if any, is stopped;
+* a declined legitimate transaction costs `false_decline_cost` (lost interchange and a
+  customer who may leave); a declined fraud costs nothing.
+
+Rule violations move the decision: a `decline`-severity violation declines, a
+`review`-severity one raises an approve to review. Reason codes name the top factors.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sproxxo.risk import INDICATOR_NAMES, INDICATORS
+from sproxxo.schemas import Decision, RuleViolation
+
+MAX_REASON_CODES: Final = 3
+
+
+class CostModel(BaseModel):
+    """Business costs (USD) used to choose thresholds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    review_cost: float = Field(default=3.0, ge=0)
+    false_decline_cost: float = Field(default=25.0, ge=0)
+
+
+class Policy(BaseModel):
+    """Probability thresholds: review at `review_at`, decline at `decline_at` (inclusive)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    review_at: float = Field(ge=0, le=1)
+    decline_at: float = Field(ge=0, le=1)
+    costs: CostModel = CostModel()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Policy:
+        if self.review_at > self.decline_at:
+            raise ValueError("review_at must not exceed decline_at")
+        return self
+
+
+def decide_by_probability(probability: float, policy: Policy) -> Decision:
+    """Map a fraud probability to an action; a threshold value triggers its action."""
+    if probability >= policy.decline_at:
+        return Decision.DECLINE
+    return Decision.REVIEW if probability >= policy.review_at else Decision.APPROVE
+
+
+def decide(
+    probability: float,
+    violations: list[RuleViolation],
+    policy: Policy,
+) -> Decision:
+    """The final decision: the stricter of the model's and the rules' verdicts."""
+    decision = decide_by_probability(probability, policy)
+    severities = {v.severity for v in violations}
+    if "decline" in severities:
+        return Decision.DECLINE
+    if "review" in severities and decision is Decision.APPROVE:
+        return Decision.REVIEW
+    return decision
+
+
+def reason_codes(
+    probability: float,
+    fired: npt.NDArray[np.bool_],
+    violations: list[RuleViolation],
+    policy: Policy,
+) -> list[str]:
+    """Top factors behind a decision: rule violations, the model score, then indicators."""
+    codes = [f"RULE_{v.rule.upper()}" for v in violations]
+    if probability >= policy.decline_at:
+        codes.append("MODEL_SCORE_VERY_HIGH")
+    elif probability >= policy.review_at:
+        codes.append("MODEL_SCORE_HIGH")
+    ranked = sorted(
+        (i for i in range(len(INDICATORS)) if fired[i]), key=lambda i: -INDICATORS[i].weight
+    )
+    codes.extend(f"RISK_{INDICATOR_NAMES[i].upper()}" for i in ranked)
+    return codes[:MAX_REASON_CODES]
+
+
+def expected_cost(
+    probabilities: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int_],
+    amounts: npt.NDArray[np.float64],
+    policy: Policy,
+) -> float:
+    """Total expected cost (USD) of applying `policy` to labelled transactions."""
+    fraud = labels.astype(bool)
+    decline = probabilities >= policy.decline_at
+    review = (probabilities >= policy.review_at) & ~decline
+    approve = ~(decline | review)
+    missed = float(amounts[approve & fraud].sum())
+    reviewed = float(review.sum()) * policy.costs.review_cost
+    false_declines = float((decline & ~fraud).sum()) * policy.costs.false_decline_cost
+    return missed + reviewed + false_declines
+
+
+def choose_policy(
+    probabilities: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int_],
+    amounts: npt.NDArray[np.float64],
+    costs: CostModel,
+    *,
+    grid_size: int = 200,
+) -> Policy:
+    """The (review_at, decline_at) pair on a quantile grid that minimises expected cost."""
+    grid = _threshold_grid(probabilities, grid_size)
+    order = np.argsort(probabilities)
+    p, y, amt = probabilities[order], labels[order].astype(bool), amounts[order]
+    # Prefix sums let every (review, decline) pair be costed in O(1).
+    missed = np.concatenate([[0.0], np.cumsum(np.where(y, amt, 0.0))])
+    legit = np.concatenate([[0.0], np.cumsum(~y)])
+    idx = np.searchsorted(p, grid, side="left")  # rows below each threshold
+    n = len(p)
+    best: tuple[float, float, float] | None = None
+    for i, r_idx in enumerate(idx):
+        d_idx = idx[i:]
+        cost = (
+            missed[r_idx]
+            + (d_idx - r_idx) * costs.review_cost
+            + (legit[n] - legit[d_idx]) * costs.false_decline_cost
+        )
+        j = int(np.argmin(cost))
+        if best is None or cost[j] < best[0]:
+            best = (float(cost[j]), float(grid[i]), float(grid[i + j]))
+    assert best is not None  # noqa: S101 - the grid is never empty
+    return Policy(review_at=best[1], decline_at=best[2], costs=costs)
+
+
+def _threshold_grid(probabilities: npt.NDArray[np.float64], size: int) -> npt.NDArray[np.float64]:
+    quantiles = np.quantile(probabilities, np.linspace(0.5, 1.0, size))
+    fine = np.linspace(0.01, 0.99, 99)
+    return np.unique(np.concatenate([quantiles, fine, [1.0]]))

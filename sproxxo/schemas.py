@@ -1,0 +1,170 @@
+"""Transaction and assessment schemas shared by training, serving and monitoring."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = "1"
+
+#: Hard bounds: outside them a transaction is malformed (4xx), not merely suspicious.
+MAX_AMOUNT = Decimal("1000000")
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+
+_PAN_LIKE = re.compile(r"\d{13,19}")
+
+
+class MerchantCategory(StrEnum):
+    """The 14 merchant categories of the Sparkov / Kaggle fraud data set."""
+
+    ENTERTAINMENT = "entertainment"
+    FOOD_DINING = "food_dining"
+    GAS_TRANSPORT = "gas_transport"
+    GROCERY_NET = "grocery_net"
+    GROCERY_POS = "grocery_pos"
+    HEALTH_FITNESS = "health_fitness"
+    HOME = "home"
+    KIDS_PETS = "kids_pets"
+    MISC_NET = "misc_net"
+    MISC_POS = "misc_pos"
+    PERSONAL_CARE = "personal_care"
+    SHOPPING_NET = "shopping_net"
+    SHOPPING_POS = "shopping_pos"
+    TRAVEL = "travel"
+
+
+CATEGORIES: tuple[str, ...] = tuple(c.value for c in MerchantCategory)
+ONLINE_CATEGORIES: frozenset[str] = frozenset({"grocery_net", "misc_net", "shopping_net"})
+
+
+class Decision(StrEnum):
+    """What the gateway should do with the authorisation."""
+
+    APPROVE = "approve"
+    REVIEW = "review"
+    DECLINE = "decline"
+
+
+Coordinate = Annotated[float, Field(allow_inf_nan=False)]
+
+EXAMPLE_TRANSACTION: dict[str, Any] = {
+    "transaction_id": "tx-2026-000001",
+    "card_id": "card_5f2c9a1e7b",
+    "amount": "42.50",
+    "currency": "USD",
+    "timestamp": "2026-11-29T14:05:00-06:00",
+    "merchant_id": "m-000123",
+    "merchant_category": "grocery_pos",
+    "lat": 19.4326,
+    "long": -99.1332,
+    "merch_lat": 19.4400,
+    "merch_long": -99.1400,
+    "card_age_days": 420,
+    "is_foreign": False,
+    "customer_age": 34,
+    "city_pop": 9209944,
+}
+
+
+class Transaction(BaseModel):
+    """One card authorisation as the gateway sends it. Strict: no coercion, no extras."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"example": EXAMPLE_TRANSACTION},
+    )
+
+    transaction_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    card_id: str = Field(
+        min_length=8,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="Opaque card token from the vault; never a PAN.",
+    )
+    amount: Decimal = Field(gt=0, le=MAX_AMOUNT, decimal_places=2, allow_inf_nan=False)
+    currency: Literal["USD"] = Field(
+        description="Scoring contract currency; the gateway converts before calling."
+    )
+    timestamp: AwareDatetime = Field(description="Local time of the authorisation with offset.")
+    merchant_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    merchant_category: MerchantCategory
+    lat: Coordinate = Field(ge=-90, le=90, description="Customer latitude")
+    long: Coordinate = Field(ge=-180, le=180, description="Customer longitude")
+    merch_lat: Coordinate = Field(ge=-90, le=90)
+    merch_long: Coordinate = Field(ge=-180, le=180)
+    card_age_days: int = Field(ge=0, le=36_500)
+    is_foreign: bool
+    customer_age: int = Field(ge=0, le=120)
+    city_pop: int = Field(ge=0, le=50_000_000)
+
+    @field_validator("card_id")
+    @classmethod
+    def _card_id_is_not_a_pan(cls, value: str) -> str:
+        if _PAN_LIKE.search(value):
+            raise ValueError("card_id must be an opaque token, not a card number (rule: no_pan)")
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_not_absurd(cls, value: datetime) -> datetime:
+        if value < EARLIEST_TIMESTAMP:
+            raise ValueError(
+                f"timestamp {value.isoformat()} is before {EARLIEST_TIMESTAMP.date()} "
+                "(rule: timestamp_range)"
+            )
+        if value.year >= 2100:
+            raise ValueError(f"timestamp {value.isoformat()} is absurd (rule: timestamp_range)")
+        return value
+
+
+class RuleViolation(BaseModel):
+    """A business rule the transaction breaks; it can still be scored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    field: str
+    message: str
+    severity: Literal["review", "decline"]
+
+
+class Indicator(BaseModel):
+    """One risk indicator: whether it fired, its weight and its share of the score."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    fired: bool
+    weight: float
+    value: float
+
+
+class RiskBreakdown(BaseModel):
+    """The 0-1 rule-based risk score and the indicators behind it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    score: float = Field(ge=0, le=1)
+    indicators: list[Indicator]
+
+
+class Assessment(BaseModel):
+    """Everything the core concludes about one transaction."""
+
+    model_config = ConfigDict(frozen=True)
+
+    transaction_id: str
+    valid: bool
+    violations: list[RuleViolation]
+    risk: RiskBreakdown
+    fraud_probability: float = Field(ge=0, le=1)
+    decision: Decision
+    reason_codes: list[str]
+    model_tag: str

@@ -1,0 +1,149 @@
+"""Adapter over the BentoML model store: the store is what serving trusts.
+
+Imports `bentoml` lazily so that `import sproxxo` stays light (STYLE §1).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from sproxxo.bundle import BundleMetadata, ModelBundle, load_bundle, write_bundle
+from sproxxo.errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME: Final = "sproxxo-fraud"
+Stage = Literal["candidate", "challenger", "champion", "retired"]
+STAGES: Final = ("candidate", "challenger", "champion", "retired")
+
+
+class ModelRecord(BaseModel):
+    """What the store knows about one model version (no unpickling needed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tag: str
+    version: str
+    stage: str
+    labels: dict[str, str]
+    created: datetime
+    metrics: dict[str, float]
+    metadata: dict[str, Any]
+
+
+def _bentoml() -> Any:
+    import bentoml
+
+    return bentoml
+
+
+def _get(tag: str) -> Any:
+    bentoml = _bentoml()
+    try:
+        return bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound as exc:
+        raise ModelUnavailable(f"model {tag} is not in the BentoML store") from exc
+
+
+def full_tag(tag: str) -> str:
+    """Accept `name:version`, a bare version or `latest`; return the store's full tag."""
+    return str(_get(tag if ":" in tag else f"{MODEL_NAME}:{tag}").tag)
+
+
+def save_model(
+    pipeline: Any,
+    metadata: BundleMetadata,
+    reference: pd.DataFrame,
+    *,
+    labels: dict[str, str],
+) -> tuple[str, BundleMetadata]:
+    """Write a bundle into the store as `sproxxo-fraud`; returns its tag and final metadata."""
+    bentoml = _bentoml()
+    with tempfile.TemporaryDirectory() as tmp:
+        done = write_bundle(Path(tmp), pipeline, metadata, reference)
+        with bentoml.models.create(
+            MODEL_NAME,
+            labels={"stage": "candidate", **labels},
+            metadata=done.model_dump(mode="json"),
+        ) as model:
+            for item in Path(tmp).iterdir():
+                shutil.copy2(item, Path(model.path) / item.name)
+        return str(model.tag), done
+
+
+def record(model: Any) -> ModelRecord:
+    """A `ModelRecord` for a BentoML model object."""
+    meta = dict(model.info.metadata)
+    return ModelRecord(
+        tag=str(model.tag),
+        version=model.tag.version,
+        stage=model.info.labels.get("stage", "candidate"),
+        labels=dict(model.info.labels),
+        created=model.info.creation_time,
+        metrics={k: float(v) for k, v in dict(meta.get("metrics", {})).items()},
+        metadata=meta,
+    )
+
+
+def list_models() -> list[ModelRecord]:
+    """Every `sproxxo-fraud` version, newest first."""
+    models = _bentoml().models.list(MODEL_NAME)
+    return sorted((record(m) for m in models), key=lambda r: r.created, reverse=True)
+
+
+def get_record(tag: str) -> ModelRecord:
+    """The record of one version; raises `ModelUnavailable` if absent."""
+    return record(_get(full_tag(tag)))
+
+
+def model_path(tag: str) -> Path:
+    """Folder of a model version in the store."""
+    return Path(_get(full_tag(tag)).path)
+
+
+def load_model(tag: str) -> ModelBundle:
+    """Load and verify a model version (checksums, schema, dependency contract)."""
+    model = _get(full_tag(tag))
+    try:
+        metadata = BundleMetadata.model_validate(dict(model.info.metadata))
+    except ValueError as exc:
+        raise ModelUnavailable(f"model {model.tag} has missing or invalid metadata") from exc
+    return load_bundle(Path(model.path), metadata, tag=str(model.tag))
+
+
+def set_stage(tag: str, stage: Stage, **extra: str) -> None:
+    """Move a version to a stage; promoting a champion retires the previous one."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    target = _get(full_tag(tag))
+    if stage == "champion":
+        for other in _bentoml().models.list(MODEL_NAME):
+            if other.tag != target.tag and other.info.labels.get("stage") == "champion":
+                _relabel(other, stage="retired")
+    _relabel(target, stage=stage, **extra)
+
+
+def _relabel(model: Any, **labels: str) -> None:
+    # ModelInfo is frozen but its labels dict is not: update it and rewrite model.yaml.
+    model.info.labels.update(labels)
+    model.flush()
+    logger.info("model %s labels now %s", model.tag, dict(model.info.labels))
+
+
+def champion_tag() -> str | None:
+    """The current champion's tag, if any."""
+    champions = [r for r in list_models() if r.stage == "champion"]
+    return champions[0].tag if champions else None
+
+
+def delete_model(tag: str) -> None:
+    """Remove a version from the store."""
+    _bentoml().models.delete(full_tag(tag))
