@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sproxxo.errors import ModelUnavailable
 from sproxxo.features import FEATURE_NAMES
+from sproxxo.forest import CompiledModel, compile_model
 from sproxxo.policy import Policy
 from sproxxo.schemas import SCHEMA_VERSION
 from sproxxo.versions import check_contract, runtime_versions
@@ -32,6 +33,7 @@ BUNDLE_FORMAT: Final = 1
 PIPELINE_FILE: Final = "pipeline.pkl"
 MANIFEST_FILE: Final = "bundle.json"
 REFERENCE_FILE: Final = "reference.parquet"
+COMPILED_MAX_ROWS: Final = 256
 
 
 class DataFingerprint(BaseModel):
@@ -73,9 +75,21 @@ class ModelBundle:
     pipeline: Any
     metadata: BundleMetadata
     tag: str = ""
+    compiled: CompiledModel | None = None
+
+    @property
+    def version(self) -> str:
+        """The store version (the part of the tag after the colon)."""
+        return self.tag.rpartition(":")[2]
 
     def predict_matrix(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Calibrated P(fraud) for a feature matrix built by `build_features`."""
+        """Calibrated P(fraud) for a feature matrix built by `build_features`.
+
+        Small batches take the compiled trees (same values, far less overhead); large ones
+        take sklearn's multi-row Cython loop, which is faster there.
+        """
+        if self.compiled is not None and matrix.shape[0] <= COMPILED_MAX_ROWS:
+            return self.compiled.predict(matrix)
         return np.asarray(self.pipeline[-1].predict_proba(matrix)[:, 1], dtype=np.float64)
 
 
@@ -141,7 +155,9 @@ def load_bundle(directory: Path, metadata: BundleMetadata, *, tag: str = "") -> 
         raise ModelUnavailable(f"model {tag or directory} refused: " + "; ".join(problems))
     with (directory / PIPELINE_FILE).open("rb") as handle:
         pipeline = pickle.load(handle)  # noqa: S301 - sha256 verified above
-    return ModelBundle(pipeline=pipeline, metadata=metadata, tag=tag)
+    return ModelBundle(
+        pipeline=pipeline, metadata=metadata, tag=tag, compiled=compile_model(pipeline[-1])
+    )
 
 
 def read_reference(directory: Path) -> pd.DataFrame:

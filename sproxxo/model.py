@@ -117,3 +117,32 @@ def time_split(
                 "it needs both classes (use more rows)"
             )
     return parts
+
+
+#: Floors every champion must clear, and how much worse than the incumbent is tolerated.
+GATE_FLOORS: Final[dict[str, float]] = {"roc_auc": 0.95, "average_precision": 0.70}
+GATE_TOLERANCE: Final[dict[str, float]] = {"roc_auc": 0.002, "average_precision": 0.01}
+GATE_COST_TOLERANCE: Final = 0.02  # relative
+
+
+def gate(
+    candidate: dict[str, float], champion: dict[str, float] | None
+) -> dict[str, list[str]]:
+    """Promotion verdict: the failures (empty = promote) and the checks that passed."""
+    failures, passed = [], []
+    for metric, floor in GATE_FLOORS.items():
+        (passed if candidate[metric] >= floor else failures).append(
+            f"{metric} {candidate[metric]:.4f} vs floor {floor}"
+        )
+    if champion is not None:
+        for metric, tol in GATE_TOLERANCE.items():
+            ok = candidate[metric] >= champion[metric] - tol
+            (passed if ok else failures).append(
+                f"{metric} {candidate[metric]:.4f} vs champion {champion[metric]:.4f} (-{tol})"
+            )
+        limit = champion["expected_cost"] * (1 + GATE_COST_TOLERANCE)
+        (passed if candidate["expected_cost"] <= limit else failures).append(
+            f"expected_cost {candidate['expected_cost']:.0f} vs champion "
+            f"{champion['expected_cost']:.0f} (+{GATE_COST_TOLERANCE:.0%})"
+        )
+    return {"failures": failures, "passed": passed}

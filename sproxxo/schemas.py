@@ -57,7 +57,7 @@ EXAMPLE_TRANSACTION: dict[str, Any] = {
     "card_id": "card_5f2c9a1e7b",
     "amount": "42.50",
     "currency": "USD",
-    "timestamp": "2026-11-29T14:05:00-06:00",
+    "timestamp": "2026-11-28T14:05:00-06:00",
     "merchant_id": "m-000123",
     "merchant_category": "grocery_pos",
     "lat": 19.4326,
@@ -168,3 +168,37 @@ class Assessment(BaseModel):
     decision: Decision
     reason_codes: list[str]
     model_tag: str
+
+
+class Prediction(Assessment):
+    """The /predict answer: the assessment plus the server-side latency."""
+
+    latency_ms: float
+
+
+class FieldError(BaseModel):
+    """One schema error: where, which rule, and a message naming the field."""
+
+    field: str
+    rule: str
+    message: str
+
+
+class BatchItemError(BaseModel):
+    """A batch item refused by the schema; the other items are still scored."""
+
+    index: int
+    transaction_id: str | None
+    valid: Literal[False] = False
+    errors: list[FieldError]
+
+
+class BatchResponse(BaseModel):
+    """The /predict_batch answer: one entry per input item, in input order."""
+
+    model_tag: str
+    count: int
+    scored: int
+    refused: int
+    latency_ms: float
+    results: list[Assessment | BatchItemError]

@@ -119,8 +119,11 @@ def load_model(tag: str) -> ModelBundle:
     return load_bundle(Path(model.path), metadata, tag=str(model.tag))
 
 
-def set_stage(tag: str, stage: Stage, **extra: str) -> None:
-    """Move a version to a stage; promoting a champion retires the previous one."""
+def set_stage(tag: str, stage: Stage, *, notes: dict[str, str] | None = None, **extra: str) -> None:
+    """Move a version to a stage; promoting a champion retires the previous one.
+
+    `extra` become labels (short, label-safe values); `notes` go into the metadata.
+    """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     target = _get(full_tag(tag))
@@ -128,6 +131,8 @@ def set_stage(tag: str, stage: Stage, **extra: str) -> None:
         for other in _bentoml().models.list(MODEL_NAME):
             if other.tag != target.tag and other.info.labels.get("stage") == "champion":
                 _relabel(other, stage="retired")
+    if notes:
+        target.info.metadata.setdefault("notes", {}).update(notes)
     _relabel(target, stage=stage, **extra)
 
 

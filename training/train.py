@@ -23,7 +23,8 @@ import pandas as pd
 from sproxxo import store, tracking
 from sproxxo.bundle import BundleMetadata, DataFingerprint
 from sproxxo.cli import configure_logging, run
-from sproxxo.features import FEATURE_NAMES, LABEL_COLUMN, derive
+from sproxxo.features import FEATURE_NAMES, LABEL_COLUMN, build_features, derive
+from sproxxo.forest import compile_model
 from sproxxo.model import DEFAULT_PARAMS, evaluate, fit_pipeline, fraud_probability, time_split
 from sproxxo.policy import CostModel, choose_policy, decide_by_probability
 from sproxxo.settings import get_settings
@@ -32,6 +33,7 @@ from sproxxo.versions import runtime_versions
 
 logger = logging.getLogger("training.train")
 REFERENCE_ROWS = 5000
+PARITY_TOLERANCE = 1e-6
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -115,6 +117,17 @@ def reference_sample(frame: pd.DataFrame, probabilities: np.ndarray, policy: Any
     return ref
 
 
+def compiled_parity(pipeline: Any, frame: pd.DataFrame) -> float:
+    """Largest |p_sklearn - p_compiled| on `frame`; the compiled path must match sklearn."""
+    matrix = build_features(frame)
+    reference = pipeline[-1].predict_proba(matrix)[:, 1]
+    compiled = compile_model(pipeline[-1]).predict(matrix)
+    diff = float(np.abs(reference - compiled).max())
+    if diff > PARITY_TOLERANCE:
+        raise ValueError(f"compiled trees disagree with sklearn by {diff:.2e} > {PARITY_TOLERANCE}")
+    return diff
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Train, evaluate, track and register; print the tag last."""
     args = parse_args(argv)
@@ -146,7 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         p_test = fraud_probability(pipeline, test)
         labels, amounts = test[LABEL_COLUMN].to_numpy(), test["amount"].to_numpy()
         metrics = evaluate(p_test, labels, amounts, policy)
-        metrics |= {"review_at": policy.review_at, "decline_at": policy.decline_at}
+        metrics |= {
+            "review_at": policy.review_at,
+            "decline_at": policy.decline_at,
+            "compiled_parity_max_abs_diff": compiled_parity(pipeline, test),
+        }
         logger.info("test metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
         tracking.log_training(
             params={**params, "source": args.source, "rows": len(frame), "seed": args.seed},

@@ -1,0 +1,473 @@
+"""Sproxxo fraud scoring service: the HTTP shell over `sproxxo` (BentoML 1.4 class API).
+
+Routes
+  POST /predict          one transaction -> assessment, decision, model tag, latency
+  POST /predict_batch    up to `max_batch_items` transactions, validated per item
+  POST /score            BentoML adaptive-batching endpoint (list in, list out)
+  GET  /models, GET /models/{version}, POST /models/{version}/activate,
+  DELETE /models/{version}     model management (activate/delete need the admin token)
+  GET  /health           active model, uptime, prediction-log state
+  /livez, /readyz, /metrics, /docs.json   BentoML's own
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hmac
+import json
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import bentoml
+import numpy as np
+from fastapi import FastAPI, Header, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sproxxo import metrics, store
+from sproxxo.activation import ActiveModel
+from sproxxo.batching import MicroBatcher
+from sproxxo.errors import ModelUnavailable
+from sproxxo.predlog import NullSink, PredictionLog, Sink, build_record
+from sproxxo.risk import HIGH_RISK_SCORE
+from sproxxo.schemas import (
+    EXAMPLE_TRANSACTION,
+    Assessment,
+    BatchItemError,
+    BatchResponse,
+    Prediction,
+    Transaction,
+)
+from sproxxo.scoring import assess
+from sproxxo.settings import Settings, get_settings
+from sproxxo.validation import parse_item
+
+logger = logging.getLogger("sproxxo.service")
+
+SETTINGS = get_settings()
+
+#: Sized for one 2-vCPU Cloud Run instance; deploy/cloudrun/service.yaml must agree.
+SERVICE_CONFIG: dict[str, Any] = {
+    "name": "sproxxo_fraud",
+    "workers": 1,
+    "threads": 1,
+    "traffic": {"timeout": 2, "max_concurrency": 64},
+    "envs": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+    "endpoints": {"livez": "/livez", "readyz": "/readyz"},
+    "http": {"port": 3000},
+}
+MICRO_BATCH_MAX = 64
+JSON_ROUTES = frozenset({"/predict", "/predict_batch", "/score"})
+
+
+# --------------------------------------------------------------------------- guards
+class RequestGuard:
+    """Refuse early what must never reach parsing: wrong media type, oversize or
+    malformed bodies, duplicate JSON keys. Every refusal names the field and the rule."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in JSON_ROUTES:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        media = headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            await _refuse(send, 415, "content-type", "unsupported_media_type",
+                          f"content-type must be application/json, got {media or 'none'!r}")
+            return
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _refuse(send, 413, "body", "max_body_bytes",
+                          f"body of {declared} bytes exceeds {self.max_body_bytes}")
+            return
+        body = await _read_body(receive, self.max_body_bytes)
+        if body is None:
+            await _refuse(send, 413, "body", "max_body_bytes",
+                          f"body exceeds {self.max_body_bytes} bytes")
+            return
+        problem = _json_problem(body)
+        if problem:
+            await _refuse(send, 400, *problem)
+            return
+        await self.app(scope, _replay(body), send)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            await asyncio.Event().wait()  # like a client that sent everything
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+def _json_problem(body: bytes) -> tuple[str, str, str] | None:
+    try:
+        json.loads(body, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        return "body", "json_too_deep", "body: JSON nesting is too deep"
+    except UnicodeDecodeError:
+        return "body", "json_invalid", "body: not UTF-8"
+    except json.JSONDecodeError as exc:
+        return "body", "json_invalid", f"body: invalid JSON at position {exc.pos}: {exc.msg}"
+    except ValueError as exc:
+        key = str(exc).split("'")[1] if "'" in str(exc) else "body"
+        return key, "duplicate_key", f"{key}: {exc}"
+    return None
+
+
+async def _refuse(send: Send, status: int, field: str, rule: str, message: str) -> None:
+    metrics.INVALID_REQUESTS.labels(rule).inc()
+    body = json.dumps({"error": message, "detail": [{"field": field, "rule": rule}]}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# --------------------------------------------------------------------------- admin app
+admin = FastAPI(
+    title="sproxxo model management",
+    docs_url=None, redoc_url=None, openapi_url=None,
+)
+_instance: FraudScorer | None = None
+
+
+def _service() -> FraudScorer:
+    if _instance is None:
+        raise HTTPException(status_code=503, detail="service is starting")
+    return _instance
+
+
+def _require_admin(token: str | None) -> None:
+    if not token:
+        raise HTTPException(status_code=401, detail="admin token required (X-Admin-Token)")
+    expected = SETTINGS.admin_token.get_secret_value().encode()
+    if not hmac.compare_digest(token.encode(), expected):
+        raise HTTPException(status_code=403, detail="admin token is not valid")
+
+
+class ModelSummary(BaseModel):
+    """One model version as the management API shows it."""
+
+    tag: str
+    version: str
+    stage: str
+    active: bool
+    created: datetime
+    metrics: dict[str, float]
+    labels: dict[str, str]
+
+
+class ActivationResult(BaseModel):
+    """Outcome of a hot swap."""
+
+    active: str
+    previous: str | None
+
+
+def _summary(record: store.ModelRecord, active_tag: str | None) -> ModelSummary:
+    return ModelSummary(
+        tag=record.tag, version=record.version, stage=record.stage,
+        active=record.tag == active_tag, created=record.created,
+        metrics=record.metrics, labels=record.labels,
+    )
+
+
+@admin.get("/models", response_model=list[ModelSummary], tags=["Models"])
+async def list_models() -> list[ModelSummary]:
+    """All model versions with stage, metrics and creation time (newest first)."""
+    active = _service().active_tag
+    records = await asyncio.to_thread(store.list_models)
+    return [_summary(r, active) for r in records]
+
+
+@admin.get("/models/{version}", response_model=ModelSummary, tags=["Models"],
+           responses={404: {"description": "no such version"}})
+async def get_model(version: str) -> ModelSummary:
+    """One model version."""
+    try:
+        record = await asyncio.to_thread(store.get_record, version)
+    except ModelUnavailable as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return _summary(record, _service().active_tag)
+
+
+@admin.post("/models/{version}/activate", response_model=ActivationResult, tags=["Models"],
+            responses={401: {"description": "no token"}, 403: {"description": "bad token"},
+                       404: {"description": "no such version"},
+                       409: {"description": "refused: checksum/contract failure"}})
+async def activate_model(
+    version: str, x_admin_token: str | None = Header(default=None)
+) -> ActivationResult:
+    """Hot-swap to a version after verifying it (checksums, dependency contract)."""
+    _require_admin(x_admin_token)
+    svc = _service()
+    try:
+        tag = await asyncio.to_thread(store.full_tag, version)
+        bundle, previous = await asyncio.to_thread(svc.active.activate, tag)
+    except ModelUnavailable as exc:
+        status = 404 if "not in the BentoML store" in str(exc) else 409
+        raise HTTPException(status_code=status, detail=str(exc)) from exc
+    svc.publish_model_info(previous)
+    logger.info(json.dumps({"event": "model_activated", "model": bundle.tag,
+                            "previous": previous.tag if previous else None}))
+    return ActivationResult(active=bundle.tag, previous=previous.tag if previous else None)
+
+
+@admin.delete("/models/{version}", tags=["Models"],
+              responses={401: {"description": "no token"}, 403: {"description": "bad token"},
+                         404: {"description": "no such version"},
+                         409: {"description": "the active model cannot be deleted"}})
+async def delete_model(version: str, x_admin_token: str | None = Header(default=None)) -> dict[str, str]:
+    """Delete a version from the store (never the active one)."""
+    _require_admin(x_admin_token)
+    try:
+        tag = await asyncio.to_thread(store.full_tag, version)
+    except ModelUnavailable as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    if tag == _service().active_tag:
+        raise HTTPException(status_code=409, detail=f"{tag} is the active model")
+    await asyncio.to_thread(store.delete_model, tag)
+    return {"deleted": tag}
+
+
+class Health(BaseModel):
+    """Liveness details for humans and dashboards."""
+
+    status: str
+    model: str | None
+    uptime_seconds: float
+    predlog: dict[str, Any]
+    refusals: list[dict[str, str]]
+
+
+@admin.get("/health", response_model=Health, tags=["Infrastructure"])
+async def health() -> Health:
+    """Active model, uptime and the prediction log's state."""
+    svc = _service()
+    log = svc.predlog
+    return Health(
+        status="ready" if svc.__is_ready__() else "not_ready",
+        model=svc.active_tag,
+        uptime_seconds=round(time.monotonic() - svc.started, 3),
+        predlog={"sink": type(log.sink).__name__, "queue_depth": log.depth,
+                 "accepted": log.stats.accepted, "written": log.stats.written,
+                 "dropped": log.stats.dropped, "last_error": log.stats.last_error},
+        refusals=[{"tag": r.tag, "reason": r.reason} for r in svc.active.refusals],
+    )
+
+
+# --------------------------------------------------------------------------- service
+def _make_sink(settings: Settings) -> Sink:
+    if settings.predlog_sink == "bigquery":
+        from sproxxo.sources.bigquery import BigQueryPredictionSink
+
+        return BigQueryPredictionSink(settings.bigquery_predictions_table,
+                                      project=settings.bigquery_project or None)
+    if settings.predlog_sink == "none":
+        return NullSink()
+    from sproxxo.predlog import FileSink
+
+    return FileSink(settings.predictions_dir)
+
+
+def _tune_gc() -> None:
+    # BentoML workers hold ~300k objects; default thresholds trigger full collections that
+    # stall requests for 100-200 ms (SERVING-NOTES). Freeze start-up objects and make
+    # collections of young objects rarer; memory stays bounded (see README, performance).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+class BatchRequest(BaseModel):
+    """A batch of transactions; each item is validated on its own."""
+
+    model_config = {"json_schema_extra": {"example": {"transactions": [EXAMPLE_TRANSACTION]}}}
+
+    transactions: list[Any] = Field(
+        min_length=1, max_length=SETTINGS.max_batch_items,
+        description=f"1 to {SETTINGS.max_batch_items} transactions (Transaction schema)",
+    )
+
+
+@bentoml.asgi_app(admin, path="/")
+@bentoml.service(**SERVICE_CONFIG)
+class FraudScorer:
+    """Validated, risk-scored, micro-batched fraud predictions."""
+
+    model_ref = bentoml.models.BentoModel(SETTINGS.model_tag or f"{store.MODEL_NAME}:latest")
+
+    def __init__(self) -> None:
+        global _instance  # noqa: PLW0603 - the mounted admin app reaches the instance here
+        self.started = time.monotonic()
+        self.draining = False
+        self.active = ActiveModel(
+            SETTINGS.state_dir / "active-model.json",
+            on_event=lambda e: metrics.MODEL_EVENTS.labels(e).inc(),
+        )
+        self.active.start(SETTINGS.model_tag or "")
+        self.publish_model_info(None)
+        self.predlog = PredictionLog(
+            _make_sink(SETTINGS),
+            queue_size=SETTINGS.predlog_queue_size,
+            flush_seconds=SETTINGS.predlog_flush_seconds,
+            on_drop=lambda reason, n: metrics.PREDLOG_DROPPED.labels(reason).inc(n),
+            on_write=self._on_log_write,
+        )
+        self.batcher = MicroBatcher(self._score, max_batch_size=MICRO_BATCH_MAX)
+        _instance = self
+        _tune_gc()
+
+    def _on_log_write(self, n: int) -> None:
+        metrics.PREDLOG_WRITTEN.inc(n)
+        metrics.PREDLOG_DEPTH.set(self.predlog.depth)
+
+    @property
+    def active_tag(self) -> str | None:
+        """Tag of the model serving now."""
+        bundle = self.active.bundle
+        return bundle.tag if bundle else None
+
+    def publish_model_info(self, previous: Any) -> None:
+        """Expose which version is active (and that a model is loaded) as gauges."""
+        if previous is not None:
+            metrics.MODEL_INFO.labels(previous.version).set(0)
+        bundle = self.active.bundle
+        metrics.MODEL_LOADED.set(1 if bundle else 0)
+        if bundle:
+            metrics.MODEL_INFO.labels(bundle.version).set(1)
+
+    def __is_ready__(self) -> bool:
+        """Ready only with a verified model loaded and while not draining."""
+        return self.active.bundle is not None and not self.draining
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        """Stop reporting ready, then flush every accepted prediction-log record."""
+        self.draining = True
+        flushed = self.predlog.close(timeout=8.0)
+        logger.info(json.dumps({"event": "shutdown", "predlog_flushed": flushed,
+                                "written": self.predlog.stats.written}))
+
+    # ------------------------------------------------------------------ scoring
+    def _score(self, transactions: list[Transaction]) -> list[Assessment]:
+        bundle = self.active.bundle
+        if bundle is None:
+            raise ModelUnavailable("no model loaded")
+        t0 = time.perf_counter()
+        results, derived = assess(transactions, bundle, now=datetime.now(UTC))
+        metrics.SCORE_SECONDS.observe(time.perf_counter() - t0)
+        metrics.BATCH_SIZE.observe(len(transactions))
+        self._record(transactions, results, derived.matrix, bundle.version)
+        return results
+
+    def _record(self, transactions: list[Transaction], results: list[Assessment],
+                matrix: np.ndarray, version: str) -> None:
+        records = []
+        for tx, result, row in zip(transactions, results, matrix, strict=True):
+            metrics.PREDICTIONS.labels(result.decision.value, version).inc()
+            metrics.FRAUD_PROBABILITY.observe(result.fraud_probability)
+            metrics.RISK_SCORE.observe(result.risk.score)
+            for violation in result.violations:
+                metrics.RULE_VIOLATIONS.labels(violation.rule).inc()
+            if result.risk.score > HIGH_RISK_SCORE or not result.valid:
+                logger.info(json.dumps({
+                    "event": "high_risk" if result.valid else "invalid_transaction",
+                    "transaction_id": result.transaction_id,
+                    "rules": [v.rule for v in result.violations],
+                    "risk_score": round(result.risk.score, 4),
+                    "fraud_probability": round(result.fraud_probability, 6),
+                    "decision": result.decision.value, "model": result.model_tag}))
+                if result.risk.score > HIGH_RISK_SCORE:
+                    metrics.HIGH_RISK.inc()
+            records.append(build_record(tx, result, row))
+        self.predlog.submit(records)
+        metrics.PREDLOG_DEPTH.set(self.predlog.depth)
+
+    def _unavailable(self) -> JSONResponse:
+        return JSONResponse({"error": "no verified model is loaded", "detail": []},
+                            status_code=503)
+
+    @bentoml.api(route="/predict")
+    async def predict(self, transaction: Transaction, /) -> Prediction:
+        """Score one card authorisation (the body is the transaction itself)."""
+        t0 = time.perf_counter()
+        self.active.refresh()
+        if self.active.bundle is None:
+            return self._unavailable()  # type: ignore[return-value]
+        result = await self.batcher.submit(transaction)
+        latency_ms = round((time.perf_counter() - t0) * 1e3, 3)
+        return Prediction.model_construct(**result.__dict__, latency_ms=latency_ms)
+
+    @bentoml.api(route="/predict_batch")
+    async def predict_batch(self, request: BatchRequest, /) -> BatchResponse:
+        """Score up to `max_batch_items` transactions; bad items are refused one by one."""
+        t0 = time.perf_counter()
+        self.active.refresh()
+        bundle = self.active.bundle
+        if bundle is None:
+            return self._unavailable()  # type: ignore[return-value]
+        parsed = [parse_item(item) for item in request.transactions]
+        valid = [p for p in parsed if isinstance(p, Transaction)]
+        scored = iter(self._score(valid) if valid else [])
+        results: list[Assessment | BatchItemError] = []
+        for index, (item, p) in enumerate(zip(request.transactions, parsed, strict=True)):
+            if isinstance(p, Transaction):
+                results.append(next(scored))
+            else:
+                tx_id = item.get("transaction_id") if isinstance(item, dict) else None
+                results.append(BatchItemError(
+                    index=index, transaction_id=tx_id if isinstance(tx_id, str) else None,
+                    errors=p))
+                metrics.INVALID_REQUESTS.labels("batch_item").inc()
+        return BatchResponse(
+            model_tag=bundle.tag, count=len(results), scored=len(valid),
+            refused=len(results) - len(valid),
+            latency_ms=round((time.perf_counter() - t0) * 1e3, 3), results=results,
+        )
+
+    @bentoml.api(route="/score", batchable=True, max_batch_size=256, max_latency_ms=100)
+    def score(self, transactions: list[Transaction]) -> list[Assessment]:
+        """BentoML adaptive batching: concurrent list requests merged into one model call."""
+        self.active.refresh()
+        return self._score(transactions)
+
+
+FraudScorer.add_asgi_middleware(RequestGuard, max_body_bytes=SETTINGS.max_body_bytes)

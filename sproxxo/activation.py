@@ -1,0 +1,156 @@
+"""Which model version serves: start-up choice, hot swap and the persisted active version.
+
+The active version is persisted in `<state>/active-model.json` so it survives a restart and
+so every worker process of a service converges on it: a worker that activates a version
+writes the file; the others notice its change (`refresh`, at most once per second) and
+swap too. A swap loads and verifies the new bundle first, then replaces one reference:
+requests that already hold the old bundle finish on it, and none fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from sproxxo import store
+from sproxxo.bundle import ModelBundle
+from sproxxo.errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
+
+ACTIVE_FILE = "active-model.json"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A model version that could not be served, and why."""
+
+    tag: str
+    reason: str
+
+
+def startup_candidates(pinned: str, active_file: Path) -> list[str]:
+    """Versions to try at start-up, in order: pinned, persisted active, champion, newest."""
+    candidates = [pinned] if pinned else []
+    persisted = read_active(active_file)
+    if persisted:
+        candidates.append(persisted)
+    champion = store.champion_tag()
+    if champion:
+        candidates.append(champion)
+    candidates.extend(r.tag for r in store.list_models())
+    return list(dict.fromkeys(candidates))
+
+
+def read_active(active_file: Path) -> str | None:
+    """The persisted active tag, if the file exists and is readable."""
+    try:
+        return str(orjson.loads(active_file.read_bytes())["tag"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_active(active_file: Path, tag: str) -> None:
+    """Persist the active tag atomically (write, fsync, rename)."""
+    active_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = active_file.with_suffix(f".{os.getpid()}.tmp")
+    payload = {"tag": tag, "activated_at": datetime.now(UTC).isoformat()}
+    with tmp.open("wb") as handle:
+        handle.write(orjson.dumps(payload))
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(active_file)
+
+
+class ActiveModel:
+    """The serving slot: one verified bundle at a time, swappable without downtime."""
+
+    def __init__(
+        self,
+        active_file: Path,
+        *,
+        loader: Callable[[str], ModelBundle] = store.load_model,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.active_file = active_file
+        self.bundle: ModelBundle | None = None
+        self.refusals: list[Refusal] = []
+        self._loader = loader
+        self._on_event = on_event or (lambda event: None)
+        self._lock = threading.Lock()
+        self._seen_mtime = self._mtime()
+        self._next_check = 0.0
+
+    def start(self, pinned: str) -> ModelBundle | None:
+        """Load the first start-up candidate that passes verification."""
+        for tag in startup_candidates(pinned, self.active_file):
+            try:
+                self._install(self._loader(tag))
+            except ModelUnavailable as exc:
+                self._refuse(tag, str(exc))
+                continue
+            return self.bundle
+        logger.error("no servable model: %s", [r.reason for r in self.refusals])
+        return None
+
+    def activate(self, tag: str) -> tuple[ModelBundle, ModelBundle | None]:
+        """Load, verify and switch to `tag`; persist it. Raises `ModelUnavailable`."""
+        with self._lock:
+            try:
+                bundle = self._loader(tag)
+            except ModelUnavailable as exc:
+                self._refuse(tag, str(exc))
+                raise
+            previous = self.bundle
+            self._install(bundle)
+            write_active(self.active_file, bundle.tag)
+            self._seen_mtime = self._mtime()
+            self._on_event("swap")
+            return bundle, previous
+
+    def refresh(self) -> None:
+        """Follow an activation made by another worker (cheap; checks once per second)."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + 1.0
+        mtime = self._mtime()
+        if mtime == self._seen_mtime:
+            return
+        self._seen_mtime = mtime
+        tag = read_active(self.active_file)
+        if tag and (self.bundle is None or tag != self.bundle.tag):
+            threading.Thread(target=self._follow, args=(tag,), daemon=True).start()
+
+    def _follow(self, tag: str) -> None:
+        with self._lock:
+            try:
+                self._install(self._loader(tag))
+            except ModelUnavailable as exc:
+                self._refuse(tag, str(exc))
+                return
+            self._on_event("swap")
+
+    def _install(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle  # one reference assignment: in-flight requests keep theirs
+        self._on_event("load")
+        logger.info("serving model %s", bundle.tag)
+
+    def _refuse(self, tag: str, reason: str) -> None:
+        self.refusals = [*self.refusals[-9:], Refusal(tag, reason)]
+        self._on_event("refused")
+        logger.error("model %s refused: %s", tag, reason)
+
+    def _mtime(self) -> int:
+        try:
+            return self.active_file.stat().st_mtime_ns
+        except OSError:
+            return 0

