@@ -95,7 +95,11 @@ def record(model: Any) -> ModelRecord:
 
 def list_models() -> list[ModelRecord]:
     """Every `sproxxo-fraud` version, newest first."""
-    models = _bentoml().models.list(MODEL_NAME)
+    bentoml = _bentoml()
+    try:
+        models = bentoml.models.list(MODEL_NAME)
+    except bentoml.exceptions.NotFound:
+        return []
     return sorted((record(m) for m in models), key=lambda r: r.created, reverse=True)
 
 
@@ -128,9 +132,9 @@ def set_stage(tag: str, stage: Stage, *, notes: dict[str, str] | None = None, **
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     target = _get(full_tag(tag))
     if stage == "champion":
-        for other in _bentoml().models.list(MODEL_NAME):
-            if other.tag != target.tag and other.info.labels.get("stage") == "champion":
-                _relabel(other, stage="retired")
+        for other in list_models():
+            if other.tag != str(target.tag) and other.stage == "champion":
+                _relabel(_get(other.tag), stage="retired")
     if notes:
         target.info.metadata.setdefault("notes", {}).update(notes)
     _relabel(target, stage=stage, **extra)

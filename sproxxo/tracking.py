@@ -31,11 +31,17 @@ def _mlflow() -> Any:
     return mlflow
 
 
-def start_run(tracking_uri: str, *, run_name: str) -> Any:
-    """Open an MLflow run (or raise `TrackingError` if the tracker is unreachable)."""
+def start_run(tracking_uri: str, *, run_name: str, artifact_root: Path | None = None) -> Any:
+    """Open an MLflow run (or raise `TrackingError` if the tracker is unreachable).
+
+    With a local tracking store, artifacts go to `artifact_root` instead of `./mlruns`.
+    """
     mlflow = _mlflow()
     mlflow.set_tracking_uri(tracking_uri)
     try:
+        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            location = artifact_root.resolve().as_uri() if artifact_root else None
+            mlflow.create_experiment(EXPERIMENT, artifact_location=location)
         mlflow.set_experiment(EXPERIMENT)
         return mlflow.start_run(run_name=run_name)
     except Exception as exc:  # mlflow raises MlflowException, requests and sqlalchemy errors

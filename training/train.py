@@ -144,7 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = {**DEFAULT_PARAMS, "max_iter": args.max_iter}
     costs = CostModel(review_cost=args.review_cost, false_decline_cost=args.false_decline_cost)
 
-    run_ctx = tracking.start_run(tracking_uri, run_name=f"train-{args.source}")
+    run_ctx = tracking.start_run(
+        tracking_uri,
+        run_name=f"train-{args.source}",
+        artifact_root=settings.state_dir / "mlartifacts" if tracking_uri.startswith("sqlite") else None,
+    )
     with run_ctx as mlflow_run:
         t1 = time.perf_counter()
         pipeline = fit_pipeline(train, validation, params=params, seed=args.seed)

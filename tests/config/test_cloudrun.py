@@ -210,6 +210,19 @@ def test_service_yaml_cpu_covers_service_workers(
         assert workers <= int(container["resources"]["limits"]["cpu"])
 
 
+def test_service_yaml_probes_and_port_match_service(
+    container: dict[str, Any], service_config: dict[str, Any]
+) -> None:
+    """The probes and the port are the ones service.py configures, when it names them."""
+    endpoints = service_config.get("endpoints", {})
+    if "readyz" in endpoints:
+        assert container["startupProbe"]["httpGet"]["path"] == endpoints["readyz"]
+    if "livez" in endpoints:
+        assert container["livenessProbe"]["httpGet"]["path"] == endpoints["livez"]
+    port = service_config.get("http", {}).get("port", 3000)
+    assert container["ports"][0]["containerPort"] == port
+
+
 def test_deploy_sh_parses() -> None:
     """deploy.sh is valid bash."""
     result = subprocess.run(

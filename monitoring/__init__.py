@@ -1,0 +1,1 @@
+"""Monitoring shells: drift and performance reports, delayed labels, alert and dashboard config."""

@@ -1,0 +1,95 @@
+"""Pieces shared by the monitoring CLIs: time bounds, the prediction source, exit codes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import pandas as pd
+
+from sproxxo.cli import EXIT_EMPTY, run
+from sproxxo.drift import InsufficientData
+from sproxxo.errors import DataSourceError
+from sproxxo.predlog import read_log
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WINDOW: Final = timedelta(days=1)
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
+    """`sproxxo.cli.run` plus EXIT_EMPTY for windows too small to judge."""
+    try:
+        return run(main, argv)
+    except InsufficientData as exc:
+        print(f"error: not enough data: {exc}", file=sys.stderr)
+        return EXIT_EMPTY
+
+
+def parse_time(value: str | None, *, name: str, default: datetime) -> datetime:
+    """An ISO date/datetime as aware UTC (naive = UTC); `default` when not given."""
+    if not value:
+        return default
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise DataSourceError(f"--{name}={value!r} is not an ISO date or datetime") from exc
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def window(since: str | None, until: str | None) -> tuple[datetime, datetime]:
+    """[since, until): defaults to the last 24 hours."""
+    end = parse_time(until, name="until", default=datetime.now(UTC))
+    start = parse_time(since, name="since", default=end - DEFAULT_WINDOW)
+    if start >= end:
+        raise DataSourceError(f"--since {start.isoformat()} is not before --until {end.isoformat()}")
+    return start, end
+
+
+def read_predictions(
+    *, source: str, log_dir: Path, since: datetime, until: datetime, table: str = ""
+) -> pd.DataFrame:
+    """Logged predictions in [since, until) from the local log or BigQuery."""
+    if source == "bigquery":
+        return read_bigquery_predictions(table, since=since, until=until)
+    if not log_dir.is_dir():
+        raise DataSourceError(f"prediction log folder {log_dir} does not exist")
+    try:
+        return read_log(log_dir, since=since, until=until)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataSourceError(f"prediction log {log_dir} is unreadable: {exc}") from exc
+
+
+def read_bigquery_predictions(table: str, *, since: datetime, until: datetime) -> pd.DataFrame:
+    """Predictions streamed to BigQuery by the service (not covered by tests)."""
+    from google.cloud import bigquery
+
+    from sproxxo.sources.bigquery import make_client, validate_table_id
+
+    validate_table_id(table)
+    client = make_client(table.split(".", 1)[0])
+    sql = f"SELECT * FROM `{table}` WHERE logged_at >= @since AND logged_at < @until"  # noqa: S608 - id validated
+    params: list[Any] = [
+        bigquery.ScalarQueryParameter("since", "TIMESTAMP", since),
+        bigquery.ScalarQueryParameter("until", "TIMESTAMP", until),
+    ]
+    config = bigquery.QueryJobConfig(query_parameters=params)
+    try:
+        frame = client.query(sql, job_config=config).to_dataframe()
+    except Exception as exc:  # google.api_core errors vary by transport
+        raise DataSourceError(f"bigquery: reading {table} failed: {exc}") from exc
+    if "logged_at" in frame.columns:
+        frame["logged_at"] = pd.to_datetime(frame["logged_at"], utc=True).map(
+            lambda t: t.isoformat()
+        )
+    return frame
+
+
+def use_store_home(bentoml_home: Path) -> None:
+    """Point BentoML at the project's store unless BENTOML_HOME is already set."""
+    os.environ.setdefault("BENTOML_HOME", str(bentoml_home.resolve()))

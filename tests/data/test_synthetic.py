@@ -1,0 +1,153 @@
+"""The training-data contract of the synthetic source."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN, build_features
+from sproxxo.schemas import CATEGORIES, Transaction
+from sproxxo.sources import load_source
+from sproxxo.sources.files import check_frame
+from sproxxo.sources.synthetic import DEFAULT_START, generate
+
+EXPECTED_DTYPES = {
+    "transaction_id": "object",
+    "card_id": "object",
+    "amount": "float64",
+    "currency": "object",
+    "epoch_seconds": "int64",
+    "utc_offset_minutes": "int64",
+    "merchant_id": "object",
+    "merchant_category": "object",
+    "lat": "float64",
+    "long": "float64",
+    "merch_lat": "float64",
+    "merch_long": "float64",
+    "card_age_days": "int64",
+    "is_foreign": "bool",
+    "customer_age": "int64",
+    "city_pop": "int64",
+    LABEL_COLUMN: "int64",
+}
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    """A mid-sized synthetic sample."""
+    return generate(60_000, seed=7)
+
+
+def test_generate_columns_are_canonical_plus_label(frame: pd.DataFrame) -> None:
+    """Columns are exactly CANONICAL_COLUMNS followed by is_fraud."""
+    assert tuple(frame.columns) == (*CANONICAL_COLUMNS, LABEL_COLUMN)
+    assert len(frame) == 60_000
+
+
+def test_generate_dtypes(frame: pd.DataFrame) -> None:
+    """Every column has its contracted dtype."""
+    assert {c: str(t) for c, t in frame.dtypes.items()} == EXPECTED_DTYPES
+
+
+def test_generate_fraud_rate_in_range(frame: pd.DataFrame) -> None:
+    """Labels are 0/1 with a fraud rate between 0.5% and 1.2%."""
+    assert set(frame[LABEL_COLUMN].unique()) == {0, 1}
+    assert 0.005 <= frame[LABEL_COLUMN].mean() <= 0.012
+
+
+@pytest.mark.parametrize("seed", [1, 123])
+def test_generate_deterministic_for_seed(seed: int) -> None:
+    """The same seed gives the same frame; another seed gives another frame."""
+    a, b = generate(5_000, seed=seed), generate(5_000, seed=seed)
+    pd.testing.assert_frame_equal(a, b)
+    assert not generate(5_000, seed=seed + 1)[["amount", "card_id"]].equals(a[["amount", "card_id"]])
+
+
+def test_generate_sorted_by_time_with_unique_ids(frame: pd.DataFrame) -> None:
+    """Rows are in time order, ids are unique, and the window starts at DEFAULT_START."""
+    assert frame["epoch_seconds"].is_monotonic_increasing
+    assert frame["transaction_id"].is_unique
+    first = datetime.fromtimestamp(int(frame["epoch_seconds"].min()), tz=DEFAULT_START.tzinfo)
+    assert DEFAULT_START - timedelta(days=1) <= first < DEFAULT_START + timedelta(days=1)
+
+
+def test_generate_values_within_schema_bounds(frame: pd.DataFrame) -> None:
+    """Every row satisfies the file-source range rules and the known categories."""
+    check_frame(frame, origin="synthetic")
+    assert set(frame["merchant_category"]) <= set(CATEGORIES)
+    assert (frame["currency"] == "USD").all()
+    assert (frame["amount"] == frame["amount"].round(2)).all()
+    assert frame["card_id"].str.fullmatch(r"card_[0-9a-f]{12}").all()
+    assert not frame[list(CANONICAL_COLUMNS)].isna().any().any()
+
+
+def test_generate_fraud_differs_from_legit(frame: pd.DataFrame) -> None:
+    """Planted patterns are present: fraud is larger and more often at night than legit traffic."""
+    features = pd.DataFrame(build_features(frame)[:, [0, 4]], columns=["log_amount", "is_night"])
+    by_label = features.groupby(frame[LABEL_COLUMN].to_numpy()).mean()
+    assert by_label.loc[1, "log_amount"] > by_label.loc[0, "log_amount"] + 1
+    assert by_label.loc[1, "is_night"] > 3 * by_label.loc[0, "is_night"]
+
+
+def _as_transaction_json(row: pd.Series) -> str:
+    zone = timezone(timedelta(minutes=int(row["utc_offset_minutes"])))
+    when = datetime.fromtimestamp(int(row["epoch_seconds"]), tz=zone)
+    body = {
+        "transaction_id": row["transaction_id"],
+        "card_id": row["card_id"],
+        "amount": f"{row['amount']:.2f}",
+        "currency": row["currency"],
+        "timestamp": when.isoformat(),
+        "merchant_id": row["merchant_id"],
+        "merchant_category": row["merchant_category"],
+        "lat": float(row["lat"]),
+        "long": float(row["long"]),
+        "merch_lat": float(row["merch_lat"]),
+        "merch_long": float(row["merch_long"]),
+        "card_age_days": int(row["card_age_days"]),
+        "is_foreign": bool(row["is_foreign"]),
+        "customer_age": int(row["customer_age"]),
+        "city_pop": int(row["city_pop"]),
+    }
+    return json.dumps(body)
+
+
+def test_generate_rows_validate_as_transactions(frame: pd.DataFrame) -> None:
+    """A sample of rows (frauds included) validates through the serving schema, same local time."""
+    sample = pd.concat(
+        [frame.sample(400, random_state=0), frame[frame[LABEL_COLUMN] == 1].head(100)]
+    )
+    failures = []
+    for _, row in sample.iterrows():
+        try:
+            tx = Transaction.model_validate_json(_as_transaction_json(row))
+        except ValidationError as exc:
+            failures.append((row["transaction_id"], exc.errors()))
+            continue
+        assert tx.timestamp.timestamp() == row["epoch_seconds"]
+    assert failures == []
+
+
+def test_load_source_synthetic_matches_generate() -> None:
+    """load_source('synthetic') is generate() with the given rows and seed."""
+    pd.testing.assert_frame_equal(load_source("synthetic", rows=2_000, seed=3), generate(2_000, seed=3))
+
+
+@pytest.mark.parametrize("rows", [0, -5])
+def test_generate_refuses_non_positive_rows(rows: int) -> None:
+    """Asking for no rows is an error."""
+    with pytest.raises(ValueError, match="n_rows"):
+        generate(rows)
+
+
+def test_generate_tiny_frame_keeps_contract() -> None:
+    """Even a tiny frame keeps the columns and dtypes."""
+    tiny = generate(10, seed=1)
+    assert len(tiny) == 10
+    assert {c: str(t) for c, t in tiny.dtypes.items()} == EXPECTED_DTYPES
+    assert np.isfinite(build_features(tiny)).all()

@@ -1,0 +1,104 @@
+"""Log-like frames for monitoring tests: synthetic transactions, real features, fake scores.
+
+No trained model is needed: `fraud_probability` is a fixed logistic function of the rule
+risk score, and decisions use fixed thresholds, so shifted inputs move the scores too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sproxxo.features import FEATURE_NAMES, derive
+from sproxxo.predlog import FileSink
+from sproxxo.sources.synthetic import generate
+
+POPULATION_ROWS = 40_000
+POPULATION_SEED = 7
+WINDOW_START = datetime(2026, 3, 1, tzinfo=UTC)
+MODEL_TAG = "sproxxo-fraud:testref"
+
+
+@cache
+def population() -> pd.DataFrame:
+    """One synthetic card population; reference and current windows are drawn from it.
+
+    The generator draws a few hundred cards per seed, so two seeds are two customer bases
+    (different ages, cities, card ages): "same distribution" means same population here.
+    """
+    return generate(POPULATION_ROWS, seed=POPULATION_SEED)
+
+
+def draw(rows: int, *, seed: int, half: int) -> pd.DataFrame:
+    """`rows` raw transactions from one half of the population (0 = reference, 1 = current)."""
+    order = np.random.default_rng(0).permutation(POPULATION_ROWS)
+    pool = population().iloc[order[half::2]]
+    return pool.sample(rows, random_state=seed).reset_index(drop=True)
+
+
+def plant_shift(raw: pd.DataFrame, *, seed: int) -> pd.DataFrame:
+    """Double the share of late-night (00-05 local) transactions and triple every amount."""
+    shifted = raw.copy()
+    rng = np.random.default_rng(seed)
+    local = shifted["epoch_seconds"] + 60 * shifted["utc_offset_minutes"]
+    hour = ((local // 3600) % 24).to_numpy()
+    night = int((hour < 5).sum())
+    moved = rng.choice(np.flatnonzero(hour >= 5), night, replace=False)
+    new_hour = rng.integers(0, 5, night)
+    # Same local day, so weekday and card age do not move.
+    shifted.loc[moved, "epoch_seconds"] += (new_hour - hour[moved]) * 3600
+    shifted["amount"] = (shifted["amount"] * 3).round(2)
+    return shifted
+
+
+def log_frame(raw: pd.DataFrame, *, start: datetime = WINDOW_START,
+              hours: float = 24.0, tag: str = MODEL_TAG) -> pd.DataFrame:
+    """Prediction-log records (as `build_record` writes them) for raw transactions."""
+    derived = derive(raw)
+    frame = pd.DataFrame(derived.matrix, columns=list(FEATURE_NAMES))
+    probability = 1.0 / (1.0 + np.exp(-(8.0 * derived.risk_score - 5.0)))
+    offsets = np.linspace(0.0, hours * 3600.0, len(raw), endpoint=False)
+    frame.insert(0, "transaction_id", raw["transaction_id"].to_numpy())
+    frame.insert(1, "logged_at", [(start + timedelta(seconds=float(s))).isoformat(timespec="microseconds") for s in offsets])
+    frame.insert(2, "event_time", frame["logged_at"])
+    frame.insert(3, "model_tag", tag)
+    frame.insert(4, "amount", raw["amount"].to_numpy())
+    frame.insert(5, "merchant_category", raw["merchant_category"].to_numpy())
+    frame["valid"] = True
+    frame["violations"] = [[] for _ in range(len(frame))]
+    frame["fraud_probability"] = probability
+    frame["decision"] = np.where(probability >= 0.7, "decline",
+                                 np.where(probability >= 0.3, "review", "approve"))
+    frame["reason_codes"] = [[] for _ in range(len(frame))]
+    return frame
+
+
+def reference_frame(rows: int = 10_000) -> pd.DataFrame:
+    """A bundle-like reference sample: features, scores, decision and label."""
+    raw = draw(rows, seed=1, half=0)
+    frame = log_frame(raw)
+    columns = [*FEATURE_NAMES, "fraud_probability", "decision"]
+    return frame[columns].assign(is_fraud=raw["is_fraud"].to_numpy())
+
+
+def current_frame(rows: int = 5_000, *, seed: int = 2, shifted: bool = False) -> pd.DataFrame:
+    """A day of logged predictions, optionally with the planted shift."""
+    raw = draw(rows, seed=seed, half=1)
+    return log_frame(plant_shift(raw, seed=seed) if shifted else raw)
+
+
+def write_log(frame: pd.DataFrame, directory: Path) -> None:
+    """Write records the way the service's file sink does."""
+    FileSink(directory).write(frame.to_dict("records"))
+
+
+def write_model_dir(directory: Path, reference: pd.DataFrame | None) -> Path:
+    """A fake bundle folder: just the reference sample (or nothing)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if reference is not None:
+        reference.to_parquet(directory / "reference.parquet", index=False)
+    return directory

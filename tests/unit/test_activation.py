@@ -1,0 +1,223 @@
+"""Which model serves: start-up order, refusals, persisted activation and cross-worker refresh."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from sproxxo import activation
+from sproxxo.activation import ActiveModel, read_active, startup_candidates, write_active
+from sproxxo.bundle import ModelBundle
+from sproxxo.errors import ModelUnavailable
+
+GOOD = ("sproxxo-fraud:pinned", "sproxxo-fraud:persisted", "sproxxo-fraud:champ",
+        "sproxxo-fraud:newest", "sproxxo-fraud:older")  # fmt: skip
+
+
+class FakeLoader:
+    """Loads fake bundles by tag; tags listed as bad raise ModelUnavailable."""
+
+    def __init__(self, bad: set[str] | None = None) -> None:
+        self.bad = bad or set()
+        self.loaded: list[str] = []
+
+    def __call__(self, tag: str) -> ModelBundle:
+        self.loaded.append(tag)
+        if tag in self.bad or tag not in GOOD:
+            raise ModelUnavailable(f"model {tag} refused: pipeline.pkl does not match its sha256")
+        return ModelBundle(pipeline=None, metadata=None, tag=tag)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def fake_store(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """A store whose champion and model list the test controls."""
+    state = SimpleNamespace(
+        champion="sproxxo-fraud:champ",
+        models=["sproxxo-fraud:newest", "sproxxo-fraud:champ", "sproxxo-fraud:older"],
+    )
+    monkeypatch.setattr(activation.store, "champion_tag", lambda: state.champion)
+    monkeypatch.setattr(
+        activation.store, "list_models", lambda: [SimpleNamespace(tag=t) for t in state.models]
+    )
+    return state
+
+
+@pytest.fixture
+def active_file(tmp_path: Path) -> Path:
+    """Where the active tag is persisted."""
+    return tmp_path / "state" / activation.ACTIVE_FILE
+
+
+def test_startup_candidates_order_without_duplicates(fake_store: SimpleNamespace, active_file: Path) -> None:
+    """Candidates are pinned, persisted, champion, then the store's models, each once."""
+    write_active(active_file, "sproxxo-fraud:persisted")
+    assert startup_candidates("sproxxo-fraud:pinned", active_file) == [
+        "sproxxo-fraud:pinned", "sproxxo-fraud:persisted", "sproxxo-fraud:champ",
+        "sproxxo-fraud:newest", "sproxxo-fraud:older",
+    ]  # fmt: skip
+    fake_store.champion = None
+    active_file.unlink()
+    assert startup_candidates("", active_file) == [
+        "sproxxo-fraud:newest", "sproxxo-fraud:champ", "sproxxo-fraud:older",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("pinned", "persisted", "expected"),
+    [
+        ("sproxxo-fraud:pinned", "sproxxo-fraud:persisted", "sproxxo-fraud:pinned"),
+        ("", "sproxxo-fraud:persisted", "sproxxo-fraud:persisted"),
+        ("", None, "sproxxo-fraud:champ"),
+    ],
+)
+def test_active_model_start_prefers_pinned_then_persisted_then_champion(
+    fake_store: SimpleNamespace, active_file: Path, pinned: str, persisted: str | None, expected: str
+) -> None:
+    """start() serves the pinned tag, else the persisted one, else the champion."""
+    if persisted:
+        write_active(active_file, persisted)
+    model = ActiveModel(active_file, loader=FakeLoader())
+    bundle = model.start(pinned)
+    assert bundle is not None
+    assert bundle.tag == expected
+    assert model.bundle is bundle
+    assert model.refusals == []
+
+
+def test_active_model_start_skips_bad_candidates(fake_store: SimpleNamespace, active_file: Path) -> None:
+    """Refused candidates are skipped and recorded; the first good one serves."""
+    write_active(active_file, "sproxxo-fraud:persisted")
+    loader = FakeLoader(bad={"sproxxo-fraud:pinned", "sproxxo-fraud:persisted", "sproxxo-fraud:champ"})
+    events: list[str] = []
+    model = ActiveModel(active_file, loader=loader, on_event=events.append)
+    bundle = model.start("sproxxo-fraud:pinned")
+    assert bundle is not None
+    assert bundle.tag == "sproxxo-fraud:newest"
+    assert [r.tag for r in model.refusals] == [
+        "sproxxo-fraud:pinned", "sproxxo-fraud:persisted", "sproxxo-fraud:champ",
+    ]  # fmt: skip
+    assert all("sha256" in r.reason for r in model.refusals)
+    assert events == ["refused", "refused", "refused", "load"]
+
+
+def test_active_model_start_with_nothing_servable(fake_store: SimpleNamespace, active_file: Path) -> None:
+    """When every candidate is refused, start() returns None and records every refusal."""
+    model = ActiveModel(active_file, loader=FakeLoader(bad=set(GOOD)))
+    assert model.start("") is None
+    assert model.bundle is None
+    assert [r.tag for r in model.refusals] == [
+        "sproxxo-fraud:champ", "sproxxo-fraud:newest", "sproxxo-fraud:older",
+    ]  # fmt: skip
+
+
+def test_active_model_activate_persists_and_swaps(fake_store: SimpleNamespace, active_file: Path) -> None:
+    """activate() loads, swaps, persists the tag and returns the new and previous bundles."""
+    events: list[str] = []
+    model = ActiveModel(active_file, loader=FakeLoader(), on_event=events.append)
+    old = model.start("")
+    new, previous = model.activate("sproxxo-fraud:newest")
+    assert previous is old
+    assert model.bundle is new
+    assert new.tag == "sproxxo-fraud:newest"
+    assert read_active(active_file) == "sproxxo-fraud:newest"
+    assert events[-1] == "swap"
+    restarted = ActiveModel(active_file, loader=FakeLoader())
+    assert restarted.start("").tag == "sproxxo-fraud:newest"  # type: ignore[union-attr]
+
+
+def test_active_model_refused_activation_keeps_old_bundle(
+    fake_store: SimpleNamespace, active_file: Path
+) -> None:
+    """A refused activation raises, keeps serving the old bundle and leaves the file alone."""
+    model = ActiveModel(active_file, loader=FakeLoader())
+    model.activate("sproxxo-fraud:champ")
+    old = model.bundle
+    with pytest.raises(ModelUnavailable, match="sha256"):
+        model.activate("sproxxo-fraud:tampered")
+    assert model.bundle is old
+    assert read_active(active_file) == "sproxxo-fraud:champ"
+    assert [r.tag for r in model.refusals] == ["sproxxo-fraud:tampered"]
+
+
+def _wait_for(predicate: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_active_model_refresh_follows_other_writer(fake_store: SimpleNamespace, active_file: Path) -> None:
+    """refresh() notices another worker's activation in the shared file and swaps to it."""
+    model = ActiveModel(active_file, loader=FakeLoader())
+    model.start("")
+    assert model.bundle.tag == "sproxxo-fraud:champ"  # type: ignore[union-attr]
+    other = ActiveModel(active_file, loader=FakeLoader())
+    other.activate("sproxxo-fraud:older")
+    model.refresh()
+    assert _wait_for(lambda: model.bundle.tag == "sproxxo-fraud:older")  # type: ignore[union-attr]
+
+
+def test_active_model_refresh_ignores_own_activation(fake_store: SimpleNamespace, active_file: Path) -> None:
+    """A worker's own activation does not trigger a reload on refresh."""
+    loader = FakeLoader()
+    model = ActiveModel(active_file, loader=loader)
+    model.activate("sproxxo-fraud:newest")
+    loads = len(loader.loaded)
+    model.refresh()
+    time.sleep(0.1)
+    assert len(loader.loaded) == loads
+
+
+def test_active_model_refresh_refused_tag_keeps_bundle(
+    fake_store: SimpleNamespace, active_file: Path
+) -> None:
+    """A persisted tag that fails verification is refused by refresh; the old bundle serves."""
+    model = ActiveModel(active_file, loader=FakeLoader())
+    model.start("")
+    old = model.bundle
+    write_active(active_file, "sproxxo-fraud:tampered")
+    model.refresh()
+    assert _wait_for(lambda: any(r.tag == "sproxxo-fraud:tampered" for r in model.refusals))
+    assert model.bundle is old
+
+
+def test_active_model_refresh_checks_at_most_once_per_second(
+    fake_store: SimpleNamespace, active_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within a second of the last check, refresh does not look at the file again."""
+    clock = SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(activation.time, "monotonic", lambda: clock.now)
+    loader = FakeLoader()
+    model = ActiveModel(active_file, loader=loader)
+    model.start("")
+    model.refresh()  # first check: nothing written yet
+    write_active(active_file, "sproxxo-fraud:older")
+    clock.now += 0.5
+    model.refresh()
+    time.sleep(0.1)
+    assert "sproxxo-fraud:older" not in loader.loaded
+    clock.now += 0.6
+    model.refresh()
+    assert _wait_for(lambda: model.bundle.tag == "sproxxo-fraud:older")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("content", [b"", b"not json", b'{"other": 1}', b"[1, 2]"])
+def test_read_active_unreadable_file_is_none(active_file: Path, content: bytes) -> None:
+    """A missing, empty or malformed active file reads as no persisted tag."""
+    assert read_active(active_file) is None
+    active_file.parent.mkdir(parents=True)
+    active_file.write_bytes(content)
+    assert read_active(active_file) is None
+
+
+def test_write_active_round_trip_leaves_no_temp_file(active_file: Path) -> None:
+    """write_active persists atomically: the tag reads back and no temp file remains."""
+    write_active(active_file, "sproxxo-fraud:abc")
+    write_active(active_file, "sproxxo-fraud:def")
+    assert read_active(active_file) == "sproxxo-fraud:def"
+    assert [p.name for p in active_file.parent.iterdir()] == [activation.ACTIVE_FILE]

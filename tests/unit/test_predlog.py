@@ -1,0 +1,231 @@
+"""The prediction log: hourly files, full flush on close, counted drops, no card data."""
+
+from __future__ import annotations
+
+import errno
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from sproxxo.features import FEATURE_NAMES
+from sproxxo.predlog import FileSink, PredictionLog, Record, build_record, read_log
+from sproxxo.schemas import (
+    EXAMPLE_TRANSACTION,
+    Assessment,
+    Decision,
+    RiskBreakdown,
+    RuleViolation,
+    Transaction,
+)
+
+T0 = datetime(2026, 3, 1, 10, 15, tzinfo=UTC)
+
+
+def _record(i: int, when: datetime = T0) -> Record:
+    return {"transaction_id": f"tx-{i}", "logged_at": when.isoformat(), "decision": "approve"}
+
+
+class SlowSink:
+    """A sink that blocks inside write until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.records: list[Record] = []
+
+    def write(self, records: list[Record]) -> None:
+        self.entered.set()
+        assert self.release.wait(10)
+        self.records.extend(records)
+
+
+class FullDiskSink:
+    """A sink whose every write fails like a full disk."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def write(self, records: list[Record]) -> None:
+        self.attempts += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_file_sink_partitions_by_hour(tmp_path: Path) -> None:
+    """Records go to date=YYYY-MM-DD/hour=HH folders by their logged_at time."""
+    sink = FileSink(tmp_path)
+    later = T0 + timedelta(hours=1)
+    next_day = T0 + timedelta(days=1)
+    sink.write([_record(1), _record(2, later), _record(3), _record(4, next_day)])
+    files = sorted(p.relative_to(tmp_path).parent.as_posix() for p in tmp_path.rglob("*.jsonl"))
+    assert files == ["date=2026-03-01/hour=10", "date=2026-03-01/hour=11", "date=2026-03-02/hour=10"]
+    lines = sink.path_for(T0).read_bytes().splitlines()
+    assert [orjson.loads(line)["transaction_id"] for line in lines] == ["tx-1", "tx-3"]
+
+
+def test_file_sink_appends(tmp_path: Path) -> None:
+    """A second write to the same hour appends to the same file."""
+    sink = FileSink(tmp_path)
+    sink.write([_record(1)])
+    sink.write([_record(2)])
+    assert len(sink.path_for(T0).read_bytes().splitlines()) == 2
+
+
+def test_prediction_log_close_flushes_all_accepted(tmp_path: Path) -> None:
+    """close() writes every accepted record before returning."""
+    written: list[int] = []
+    log = PredictionLog(FileSink(tmp_path), flush_seconds=5.0, on_write=written.append)
+    n = 4500  # more than one writer batch
+    accepted = sum(log.submit([_record(i)]) for i in range(n))
+    assert accepted == n
+    assert log.close(timeout=30)
+    assert log.stats.accepted == log.stats.written == n
+    assert sum(written) == n
+    assert log.stats.dropped == {}
+    frame = read_log(tmp_path)
+    assert sorted(frame["transaction_id"]) == sorted(f"tx-{i}" for i in range(n))
+
+
+def test_prediction_log_submit_after_close_drops(tmp_path: Path) -> None:
+    """Records submitted after close are dropped and counted as closed."""
+    drops: list[tuple[str, int]] = []
+    log = PredictionLog(FileSink(tmp_path), on_drop=lambda r, n: drops.append((r, n)))
+    assert log.close()
+    assert log.submit([_record(1), _record(2)]) == 0
+    assert log.stats.dropped == {"closed": 2}
+    assert drops == [("closed", 2)]
+
+
+def test_prediction_log_full_queue_drops_and_counts() -> None:
+    """With the writer stuck, records beyond the queue size are dropped, counted and reported."""
+    sink = SlowSink()
+    drops: list[tuple[str, int]] = []
+    log = PredictionLog(
+        sink, queue_size=5, flush_seconds=0.01, on_drop=lambda r, n: drops.append((r, n))
+    )
+    try:
+        assert log.submit([_record(0)]) == 1
+        assert sink.entered.wait(5)  # the writer now holds record 0 inside write()
+        started = time.perf_counter()
+        accepted = log.submit([_record(i) for i in range(1, 21)])
+        assert time.perf_counter() - started < 0.5  # never blocks
+        assert accepted == 5
+        assert log.stats.dropped == {"queue_full": 15}
+        assert drops == [("queue_full", 15)]
+        assert log.depth == 5
+    finally:
+        sink.release.set()
+        assert log.close(timeout=10)
+    assert [r["transaction_id"] for r in sink.records] == [f"tx-{i}" for i in range(6)]
+    assert log.stats.written == 6
+
+
+def test_prediction_log_sink_error_drops_without_raising() -> None:
+    """A failing sink (full disk) drops and counts sink_error; submit never raises or blocks."""
+    sink = FullDiskSink()
+    drops: list[tuple[str, int]] = []
+    log = PredictionLog(sink, flush_seconds=0.01, on_drop=lambda r, n: drops.append((r, n)))
+    started = time.perf_counter()
+    for i in range(10):
+        assert log.submit([_record(i)]) == 1
+    assert time.perf_counter() - started < 0.5
+    assert log.close(timeout=10)
+    assert sink.attempts >= 1
+    assert log.stats.written == 0
+    assert log.stats.dropped == {"sink_error": 10}
+    assert sum(n for reason, n in drops if reason == "sink_error") == 10
+    assert "OSError" in log.stats.last_error
+    assert "No space left on device" in log.stats.last_error
+
+
+def test_prediction_log_keeps_writing_after_sink_error() -> None:
+    """After a failed batch the writer keeps running and writes later batches."""
+
+    class FlakySink:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.records: list[Record] = []
+            self.first_done = threading.Event()
+
+        def write(self, records: list[Record]) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                self.first_done.set()
+                raise OSError(errno.EIO, "I/O error")
+            self.records.extend(records)
+
+    sink = FlakySink()
+    log = PredictionLog(sink, flush_seconds=0.01)
+    log.submit([_record(1)])
+    assert sink.first_done.wait(5)
+    log.submit([_record(2)])
+    assert log.close(timeout=10)
+    assert [r["transaction_id"] for r in sink.records] == ["tx-2"]
+    assert log.stats.dropped == {"sink_error": 1}
+
+
+def _assessment(tx: Transaction) -> Assessment:
+    return Assessment(
+        transaction_id=tx.transaction_id,
+        valid=False,
+        violations=[RuleViolation(rule="null_island", field="lat", message="m", severity="review")],
+        risk=RiskBreakdown(score=0.35, indicators=[]),
+        fraud_probability=0.42,
+        decision=Decision.REVIEW,
+        reason_codes=["RULE_NULL_ISLAND", "MODEL_SCORE_HIGH"],
+        model_tag="sproxxo-fraud:v1",
+    )
+
+
+def test_build_record_has_no_card_token() -> None:
+    """A log record carries the decision and features but no card token anywhere."""
+    tx = Transaction.model_validate_json(json.dumps(EXAMPLE_TRANSACTION))
+    features = np.arange(len(FEATURE_NAMES), dtype=np.float64)
+    record = build_record(tx, _assessment(tx), features)
+    assert "card_id" not in record
+    assert tx.card_id not in orjson.dumps(record).decode()
+    assert record["transaction_id"] == tx.transaction_id
+    assert record["decision"] == "review"
+    assert record["violations"] == ["null_island"]
+    assert record["event_time"] == tx.timestamp.isoformat()
+    assert [record[name] for name in FEATURE_NAMES] == features.tolist()
+    assert datetime.fromisoformat(record["logged_at"]).tzinfo is not None
+
+
+def test_read_log_filters_since_until(tmp_path: Path) -> None:
+    """read_log keeps records with since <= logged_at < until, across partitions."""
+    sink = FileSink(tmp_path)
+    sink.write([_record(h, T0 + timedelta(hours=h)) for h in range(5)])
+    everything = read_log(tmp_path)
+    assert len(everything) == 5
+    window = read_log(tmp_path, since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=3))
+    assert list(window["transaction_id"]) == ["tx-1", "tx-2"]
+    assert list(read_log(tmp_path, since=T0 + timedelta(hours=4))["transaction_id"]) == ["tx-4"]
+    assert list(read_log(tmp_path, until=T0)["transaction_id"]) == []
+
+
+def test_read_log_empty_directory(tmp_path: Path) -> None:
+    """An empty log folder reads as an empty frame."""
+    assert read_log(tmp_path).empty
+
+
+@pytest.mark.parametrize("queue_size", [1, 3])
+def test_prediction_log_submit_batch_partially_accepted(queue_size: int) -> None:
+    """A batch larger than the free queue space is accepted up to the space left."""
+    sink = SlowSink()
+    log = PredictionLog(sink, queue_size=queue_size, flush_seconds=0.01)
+    try:
+        log.submit([_record(0)])
+        assert sink.entered.wait(5)
+        records: list[dict[str, Any]] = [_record(i) for i in range(1, 10)]
+        assert log.submit(records) == queue_size
+        assert log.stats.dropped["queue_full"] == 9 - queue_size
+    finally:
+        sink.release.set()
+        log.close(timeout=10)
