@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import pandas as pd
 
@@ -18,9 +18,6 @@ from sproxxo.errors import DataSourceError
 from sproxxo.predlog import read_log
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_WINDOW: Final = timedelta(days=1)
-
 
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
     """`sproxxo.cli.run` plus EXIT_EMPTY for windows too small to judge."""
@@ -42,10 +39,12 @@ def parse_time(value: str | None, *, name: str, default: datetime) -> datetime:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def window(since: str | None, until: str | None) -> tuple[datetime, datetime]:
-    """[since, until): defaults to the last 24 hours."""
+def window(
+    since: str | None, until: str | None, *, default_days: float = 1.0
+) -> tuple[datetime, datetime]:
+    """[since, until): defaults to the `default_days` before now."""
     end = parse_time(until, name="until", default=datetime.now(UTC))
-    start = parse_time(since, name="since", default=end - DEFAULT_WINDOW)
+    start = parse_time(since, name="since", default=end - timedelta(days=default_days))
     if start >= end:
         raise DataSourceError(f"--since {start.isoformat()} is not before --until {end.isoformat()}")
     return start, end

@@ -1,0 +1,162 @@
+"""The service as the gateway sees it: a real `bentoml serve` over HTTP."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sproxxo.predlog import read_log
+from tests.helpers import ADMIN_TOKEN, make_transaction
+from tests.integration.server import Server
+
+pytestmark = pytest.mark.integration
+
+
+def _metric(text: str, name: str) -> float:
+    """Sum of every sample of a metric in a /metrics page."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            rest = line[len(name):]
+            if rest[:1] in {" ", "{"}:
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_server_predicts_and_batches(server: Server) -> None:
+    """/predict and /predict_batch answer over HTTP with the active model's tag."""
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        one = http.post("/predict", json=make_transaction())
+        assert one.status_code == 200, one.text
+        batch = http.post("/predict_batch", json={"transactions": [
+            make_transaction(transaction_id=f"tx-i-{i}") for i in range(20)]})
+        assert batch.status_code == 200
+        assert batch.json()["scored"] == 20
+        assert {r["model_tag"] for r in batch.json()["results"]} == {one.json()["model_tag"]}
+
+
+def test_server_concurrent_requests_are_micro_batched(server: Server) -> None:
+    """Concurrent single requests are scored together: batches < requests (metric)."""
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        before = http.get("/metrics").text
+        b_count, b_sum = (_metric(before, "sproxxo_batch_size_count"),
+                          _metric(before, "sproxxo_batch_size_sum"))
+
+        def call(i: int) -> int:
+            with httpx.Client(base_url=server.url, timeout=10) as c:
+                return c.post("/predict", json=make_transaction(transaction_id=f"tx-c-{i}")
+                              ).status_code
+
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            codes = list(pool.map(call, range(400)))
+        assert codes == [200] * 400
+        after = http.get("/metrics").text
+        calls = _metric(after, "sproxxo_batch_size_count") - b_count
+        rows = _metric(after, "sproxxo_batch_size_sum") - b_sum
+    assert rows == 400
+    assert calls < rows, f"{calls} model calls for {rows} requests: nothing was batched"
+
+
+@pytest.mark.parametrize(
+    ("raw", "ctype", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b'{"amount": 1}', "text/plain", 415),
+        (b"x" * 2_000_000, "application/json", 413),
+        (b'{"lat": NaN}', "application/json", 400),
+        ('{"transaction_id": "é\\u0000<script>"}'.encode(), "application/json", 400),
+        (b'{"transaction_id": "1; DROP TABLE tx"}', "application/json", 400),
+        (b"--b\r\nContent-Disposition: form-data\r\n", "multipart/form-data", 415),
+    ],
+)
+def test_server_bad_input_is_4xx_and_service_keeps_serving(
+    server: Server, raw: bytes, ctype: str, status: int
+) -> None:
+    """Bad bodies get a 4xx naming the field/rule; the next request still succeeds."""
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        r = http.post("/predict", content=raw, headers={"content-type": ctype})
+        assert r.status_code == status, r.text
+        detail = r.json()["detail"]
+        assert detail and all(("loc" in d) or ("field" in d) for d in detail)
+        assert http.post("/predict", json=make_transaction()).status_code == 200
+
+
+def test_server_admin_token_and_delete_rules(server: Server, model_tags: list[str]) -> None:
+    """Activate/delete need the token; the active model cannot be deleted."""
+    version = model_tags[0].split(":")[1]
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.post(f"/models/{version}/activate").status_code == 401
+        bad = {"X-Admin-Token": "wrong"}
+        assert http.post(f"/models/{version}/activate", headers=bad).status_code == 403
+        good = {"X-Admin-Token": ADMIN_TOKEN}
+        assert http.post(f"/models/{version}/activate", headers=good).status_code == 200
+        assert http.delete(f"/models/{version}", headers=good).status_code == 409
+
+
+def test_server_hot_swap_under_load_has_no_failures(
+    server: Server, model_tags: list[str]
+) -> None:
+    """Swapping models while requests fly: zero failures, each answer names one version."""
+    auth = {"X-Admin-Token": ADMIN_TOKEN}
+    stop = threading.Event()
+    seen: Counter[str] = Counter()
+    failures: list[str] = []
+
+    def load() -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as c:
+            while not stop.is_set():
+                r = c.post("/predict", json=make_transaction())
+                if r.status_code != 200:
+                    failures.append(f"{r.status_code} {r.text[:200]}")
+                else:
+                    seen[r.json()["model_tag"]] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for t in threads:
+        t.start()
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for tag in (model_tags[1], model_tags[0], model_tags[1]):
+            r = http.post(f"/models/{tag.split(':')[1]}/activate", headers=auth)
+            assert r.status_code == 200, r.text
+            while seen[tag] < 20 and not failures:
+                threading.Event().wait(0.05)
+        metrics = http.get("/metrics").text
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert set(seen) == set(model_tags)
+    assert _metric(metrics, 'sproxxo_model_events_total{event="swap"}') >= 3
+
+
+def test_server_prediction_log_complete_after_sigterm(
+    model_tags: list[str], tmp_path: Path
+) -> None:
+    """Every accepted prediction is in the log after a clean stop (SIGTERM, exit 0)."""
+    srv = Server(env={"SPROXXO_STATE_DIR": str(tmp_path)}, log_path=tmp_path / "server.log")
+    srv.start()
+    ids = []
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as http:
+            for i in range(60):
+                tx = make_transaction(transaction_id=f"tx-log-{i}")
+                assert http.post("/predict", json=tx).status_code == 200
+                ids.append(tx["transaction_id"])
+            r = http.post("/predict_batch", json={"transactions": [
+                make_transaction(transaction_id=f"tx-logb-{i}") for i in range(40)]})
+            ids += [f"tx-logb-{i}" for i in range(40)]
+            assert r.status_code == 200
+    finally:
+        code = srv.terminate()
+    assert code == 0, srv.tail()
+    log = read_log(tmp_path / "predictions")
+    assert sorted(log["transaction_id"]) == sorted(ids)
+    text = "\n".join(p.read_text() for p in (tmp_path / "predictions").rglob("*.jsonl"))
+    assert "card_ab12cd34ef" not in text
+    assert not re.search(r"(?<![\d.])\d{13,19}(?![\d.])", text)  # no PAN-like run
