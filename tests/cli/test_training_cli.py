@@ -98,7 +98,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         name: _start(env, *train, "--source", "file", "--path", str(path))
         for name, path in files.items()
     }
-    failing["mlflow"] = _start(env, *train, "--max-iter", "5", "--tracking-uri", "http://127.0.0.1:9")
+    failing["mlflow"] = _start(
+        env, *train, "--max-iter", "5", "--tracking-uri", "http://127.0.0.1:9"
+    )
     failing["force"] = _start(env, "training.promote", "sproxxo-fraud:whatever", "--force")
     results: dict[str, Any] = {"good": _finish(good)}
     results |= {name: _finish(proc) for name, proc in failing.items()}
@@ -230,7 +232,7 @@ def test_cli_bad_input_clear_error_and_exit_code(
     """Bad input gives a one-line 'error:' message, a distinct exit code and no traceback."""
     result = runs[case]
     assert result.returncode == code, result.stderr[-2000:]
-    assert f"error: " in result.stderr
+    assert "error: " in result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout.strip() == ""

@@ -1,4 +1,4 @@
-"""The file source: Sparkov CSVs lose their PII, canonical Parquet round-trips, bad files are refused."""
+"""The file source: Sparkov CSVs lose their PII, canonical files round-trip, bad files fail."""
 
 from __future__ import annotations
 
@@ -13,48 +13,119 @@ from pydantic import ValidationError
 
 from sproxxo.errors import DataSourceError
 from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN, build_features
-from sproxxo.schemas import Transaction
+from sproxxo.schemas import EXAMPLE_TRANSACTION, Transaction
 from sproxxo.sources import load_source
 from sproxxo.sources.files import DEFAULT_TOKEN_KEY, load_file, tokenize
 from sproxxo.sources.synthetic import generate
 
 CARD_A, CARD_B = 4613314721966_123, 2703186189652095
-PII_STRINGS = ("Jennifer", "Banks", "561 Perry Cove", "Stephanie", "Gill", "43039 Riley Greens",
-               "Psychologist, counselling", "Moravian Falls", "28654", "Rippin, Kub and Mann",
-               "Heller, Gutmann and Zieme")  # fmt: skip
+PII_STRINGS = (
+    "Jennifer",
+    "Banks",
+    "561 Perry Cove",
+    "Stephanie",
+    "Gill",
+    "43039 Riley Greens",
+    "Psychologist, counselling",
+    "Moravian Falls",
+    "28654",
+    "Rippin, Kub and Mann",
+    "Heller, Gutmann and Zieme",
+)
 
 
 def _sparkov_rows() -> list[dict[str, Any]]:
     """Three transactions on card A, one on card B, in the public Sparkov layout."""
     base_a = {
-        "cc_num": CARD_A, "first": "Jennifer", "last": "Banks", "gender": "F",
-        "street": "561 Perry Cove", "city": "Moravian Falls", "state": "NC", "zip": 28654,
-        "lat": 36.0788, "long": -81.1781, "city_pop": 3495, "job": "Psychologist, counselling",
+        "cc_num": CARD_A,
+        "first": "Jennifer",
+        "last": "Banks",
+        "gender": "F",
+        "street": "561 Perry Cove",
+        "city": "Moravian Falls",
+        "state": "NC",
+        "zip": 28654,
+        "lat": 36.0788,
+        "long": -81.1781,
+        "city_pop": 3495,
+        "job": "Psychologist, counselling",
         "dob": "1988-03-09",
-    }  # fmt: skip
+    }
     base_b = {
-        "cc_num": CARD_B, "first": "Stephanie", "last": "Gill", "gender": "F",
-        "street": "43039 Riley Greens", "city": "Orient", "state": "WA", "zip": 99160,
-        "lat": 48.8878, "long": -118.2105, "city_pop": 149, "job": "Special educational needs teacher",
+        "cc_num": CARD_B,
+        "first": "Stephanie",
+        "last": "Gill",
+        "gender": "F",
+        "street": "43039 Riley Greens",
+        "city": "Orient",
+        "state": "WA",
+        "zip": 99160,
+        "lat": 48.8878,
+        "long": -118.2105,
+        "city_pop": 149,
+        "job": "Special educational needs teacher",
         "dob": "1978-06-21",
-    }  # fmt: skip
+    }
     rows = [
         (base_a, "2019-01-03 12:00:18", "fraud_Rippin, Kub and Mann", "misc_net", 4.97, 0),
         (base_a, "2019-01-01 00:00:18", "fraud_Rippin, Kub and Mann", "misc_net", 107.23, 0),
-        (base_b, "2019-01-02 08:30:00", "fraud_Heller, Gutmann and Zieme", "grocery_pos", 220.11, 0),
-        (base_a, "2019-01-11 01:00:00", "fraud_Heller, Gutmann and Zieme", "shopping_net", 981.5, 1),
+        (
+            base_b,
+            "2019-01-02 08:30:00",
+            "fraud_Heller, Gutmann and Zieme",
+            "grocery_pos",
+            220.11,
+            0,
+        ),
+        (
+            base_a,
+            "2019-01-11 01:00:00",
+            "fraud_Heller, Gutmann and Zieme",
+            "shopping_net",
+            981.5,
+            1,
+        ),
     ]
     out = []
     for i, (base, when, merchant, category, amt, label) in enumerate(rows):
-        out.append({
-            "trans_date_trans_time": when, "merchant": merchant, "category": category,
-            "amt": amt, **base, "trans_num": f"0b242abb623afc578575680df30655b{i}",
-            "unix_time": 1325376018 + i, "merch_lat": base["lat"] + 0.1,
-            "merch_long": base["long"] - 0.1, "is_fraud": label,
-        })  # fmt: skip
-    order = ["trans_date_trans_time", "cc_num", "merchant", "category", "amt", "first", "last",
-             "gender", "street", "city", "state", "zip", "lat", "long", "city_pop", "job", "dob",
-             "trans_num", "unix_time", "merch_lat", "merch_long", "is_fraud"]  # fmt: skip
+        out.append(
+            {
+                "trans_date_trans_time": when,
+                "merchant": merchant,
+                "category": category,
+                "amt": amt,
+                **base,
+                "trans_num": f"0b242abb623afc578575680df30655b{i}",
+                "unix_time": 1325376018 + i,
+                "merch_lat": base["lat"] + 0.1,
+                "merch_long": base["long"] - 0.1,
+                "is_fraud": label,
+            }
+        )
+    order = [
+        "trans_date_trans_time",
+        "cc_num",
+        "merchant",
+        "category",
+        "amt",
+        "first",
+        "last",
+        "gender",
+        "street",
+        "city",
+        "state",
+        "zip",
+        "lat",
+        "long",
+        "city_pop",
+        "job",
+        "dob",
+        "trans_num",
+        "unix_time",
+        "merch_lat",
+        "merch_long",
+        "is_fraud",
+    ]
     return [{k: row[k] for k in order} for row in out]
 
 
@@ -74,7 +145,12 @@ def test_load_file_sparkov_canonical_layout(sparkov_csv: Path) -> None:
     assert tuple(frame.columns) == (*CANONICAL_COLUMNS, LABEL_COLUMN)
     assert frame["epoch_seconds"].is_monotonic_increasing
     assert frame["amount"].tolist() == [107.23, 220.11, 4.97, 981.5]
-    assert frame["merchant_category"].tolist() == ["misc_net", "grocery_pos", "misc_net", "shopping_net"]
+    assert frame["merchant_category"].tolist() == [
+        "misc_net",
+        "grocery_pos",
+        "misc_net",
+        "shopping_net",
+    ]
     assert frame[LABEL_COLUMN].tolist() == [0, 0, 0, 1]
     assert (frame["utc_offset_minutes"] == 0).all()
     assert (frame["currency"] == "USD").all()
@@ -89,10 +165,21 @@ def test_load_file_sparkov_keeps_local_wall_clock(sparkov_csv: Path) -> None:
 
 
 def test_load_file_sparkov_drops_pii(sparkov_csv: Path) -> None:
-    """No PII column survives and no name, street, job, city, zip or card number appears anywhere."""
+    """No PII column survives; no name, street, job, city, zip or card number appears anywhere."""
     frame = load_file(sparkov_csv)
-    assert not {"cc_num", "first", "last", "street", "gender", "job", "zip", "city", "dob",
-                "merchant", "state"} & set(frame.columns)  # fmt: skip
+    assert not {
+        "cc_num",
+        "first",
+        "last",
+        "street",
+        "gender",
+        "job",
+        "zip",
+        "city",
+        "dob",
+        "merchant",
+        "state",
+    } & set(frame.columns)
     cells = " | ".join(frame.astype(str).to_numpy().ravel())
     for text in (*PII_STRINGS, str(CARD_A), str(CARD_B), str(CARD_A)[-8:]):
         assert text not in cells
@@ -163,7 +250,7 @@ def _write(path: Path, content: bytes) -> Path:
 def test_load_file_bad_file_raises_clear_error(
     tmp_path: Path, name: str, make: Any, message: str
 ) -> None:
-    """Unreadable, empty or mis-shaped files raise DataSourceError naming the file and the problem."""
+    """Unreadable, empty or mis-shaped files raise DataSourceError naming file and problem."""
     path = tmp_path / name
     if make:
         make(path)
@@ -192,10 +279,17 @@ def test_load_file_sparkov_missing_column(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("column", "value"),
-    [("amount", 0.0), ("amount", -3.0), ("amount", 2_000_000.0), ("lat", 95.0),
-     ("merchant_category", "casino"), ("customer_age", 130), ("card_age_days", -1),
-     (LABEL_COLUMN, 2)],
-)  # fmt: skip
+    [
+        ("amount", 0.0),
+        ("amount", -3.0),
+        ("amount", 2_000_000.0),
+        ("lat", 95.0),
+        ("merchant_category", "casino"),
+        ("customer_age", 130),
+        ("card_age_days", -1),
+        (LABEL_COLUMN, 2),
+    ],
+)
 def test_load_file_out_of_range_value_raises(tmp_path: Path, column: str, value: Any) -> None:
     """A value outside the schema's hard bounds is refused, naming the column and a bad value."""
     frame = generate(50, seed=2)
@@ -209,6 +303,7 @@ def test_load_file_out_of_range_value_raises(tmp_path: Path, column: str, value:
     assert repr(value) in str(info.value) or str(value) in str(info.value)
 
 
+@pytest.mark.filterwarnings("ignore:Could not infer format:UserWarning")
 def test_load_file_sparkov_bad_dob_refused(tmp_path: Path) -> None:
     """An unparseable date of birth yields an impossible age that the range rule refuses."""
     raw = pd.DataFrame(_sparkov_rows())
@@ -237,15 +332,9 @@ def test_tokenize_card_tokens_pass_no_pan_rule() -> None:
     tokens = tokenize(cards, key=DEFAULT_TOKEN_KEY, prefix="card_")
     refused = []
     for token in tokens.unique():
-        body = {**json.loads(json.dumps(_example())), "card_id": token}
+        body = {**EXAMPLE_TRANSACTION, "card_id": token}
         try:
             Transaction.model_validate_json(json.dumps(body))
         except ValidationError:
             refused.append(token)
     assert refused == []
-
-
-def _example() -> dict[str, Any]:
-    from sproxxo.schemas import EXAMPLE_TRANSACTION
-
-    return dict(EXAMPLE_TRANSACTION)

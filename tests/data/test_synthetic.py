@@ -65,7 +65,9 @@ def test_generate_deterministic_for_seed(seed: int) -> None:
     """The same seed gives the same frame; another seed gives another frame."""
     a, b = generate(5_000, seed=seed), generate(5_000, seed=seed)
     pd.testing.assert_frame_equal(a, b)
-    assert not generate(5_000, seed=seed + 1)[["amount", "card_id"]].equals(a[["amount", "card_id"]])
+    assert not generate(5_000, seed=seed + 1)[["amount", "card_id"]].equals(
+        a[["amount", "card_id"]]
+    )
 
 
 def test_generate_sorted_by_time_with_unique_ids(frame: pd.DataFrame) -> None:
@@ -135,7 +137,9 @@ def test_generate_rows_validate_as_transactions(frame: pd.DataFrame) -> None:
 
 def test_load_source_synthetic_matches_generate() -> None:
     """load_source('synthetic') is generate() with the given rows and seed."""
-    pd.testing.assert_frame_equal(load_source("synthetic", rows=2_000, seed=3), generate(2_000, seed=3))
+    pd.testing.assert_frame_equal(
+        load_source("synthetic", rows=2_000, seed=3), generate(2_000, seed=3)
+    )
 
 
 @pytest.mark.parametrize("rows", [0, -5])

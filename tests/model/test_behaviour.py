@@ -74,9 +74,10 @@ def test_model_probabilities_are_calibrated_in_aggregate(trained: dict[str, Any]
 
 
 def test_model_night_online_new_card_scores_above_daytime_grocery(trained: dict[str, Any]) -> None:
-    """A large night-time online purchase on a day-old card outscores a typical daytime grocery one."""
-    risky = _tx(amount="1800.00", timestamp=_night(), merchant_category="shopping_net",
-                card_age_days=1)  # fmt: skip
+    """A big night-time online purchase on a day-old card outscores a daytime grocery one."""
+    risky = _tx(
+        amount="1800.00", timestamp=_night(), merchant_category="shopping_net", card_age_days=1
+    )
     typical = _tx()
     p_risky, p_typical = _score(trained, risky, typical)
     assert p_risky > p_typical
@@ -95,9 +96,13 @@ def test_model_identical_inputs_give_identical_scores(trained: dict[str, Any]) -
 
 
 @pytest.mark.parametrize(
-    "field", [{"transaction_id": "tx-other-9"}, {"card_id": "card_ffffeeee00"},
-              {"merchant_id": "m-13-0999"}],
-)  # fmt: skip
+    "field",
+    [
+        {"transaction_id": "tx-other-9"},
+        {"card_id": "card_ffffeeee00"},
+        {"merchant_id": "m-13-0999"},
+    ],
+)
 def test_model_invariant_to_identifiers(trained: dict[str, Any], field: dict[str, str]) -> None:
     """Identifiers are not features: changing them leaves the score unchanged."""
     base = _tx(amount="250.00", timestamp=_night(2), merchant_category="shopping_net")
@@ -105,7 +110,9 @@ def test_model_invariant_to_identifiers(trained: dict[str, Any], field: dict[str
     assert _score(trained, base)[0] == _score(trained, changed)[0]
 
 
-def test_model_same_instant_written_in_another_zone_scores_the_same(trained: dict[str, Any]) -> None:
+def test_model_same_instant_written_in_another_zone_scores_the_same(
+    trained: dict[str, Any],
+) -> None:
     """The same instant and offset written differently (Z vs +00:00) scores identically."""
     a = _tx(timestamp="2026-03-12T09:10:00+00:00")
     b = _tx(timestamp="2026-03-12T09:10:00Z")
@@ -127,7 +134,9 @@ def test_model_higher_amount_at_night_online_not_lower(
 def test_model_new_card_not_safer_than_old_card(trained: dict[str, Any]) -> None:
     """For a large night-time online purchase a day-old card is not scored safer than an old one."""
     kwargs = {"amount": "900.00", "timestamp": _night(), "merchant_category": "shopping_net"}
-    p_new, p_old = _score(trained, _tx(card_age_days=1, **kwargs), _tx(card_age_days=1500, **kwargs))
+    p_new, p_old = _score(
+        trained, _tx(card_age_days=1, **kwargs), _tx(card_age_days=1500, **kwargs)
+    )
     assert p_new >= p_old
 
 

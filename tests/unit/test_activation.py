@@ -13,8 +13,13 @@ from sproxxo.activation import ActiveModel, read_active, startup_candidates, wri
 from sproxxo.bundle import ModelBundle
 from sproxxo.errors import ModelUnavailable
 
-GOOD = ("sproxxo-fraud:pinned", "sproxxo-fraud:persisted", "sproxxo-fraud:champ",
-        "sproxxo-fraud:newest", "sproxxo-fraud:older")  # fmt: skip
+GOOD = (
+    "sproxxo-fraud:pinned",
+    "sproxxo-fraud:persisted",
+    "sproxxo-fraud:champ",
+    "sproxxo-fraud:newest",
+    "sproxxo-fraud:older",
+)
 
 
 class FakeLoader:
@@ -51,18 +56,25 @@ def active_file(tmp_path: Path) -> Path:
     return tmp_path / "state" / activation.ACTIVE_FILE
 
 
-def test_startup_candidates_order_without_duplicates(fake_store: SimpleNamespace, active_file: Path) -> None:
+def test_startup_candidates_order_without_duplicates(
+    fake_store: SimpleNamespace, active_file: Path
+) -> None:
     """Candidates are pinned, persisted, champion, then the store's models, each once."""
     write_active(active_file, "sproxxo-fraud:persisted")
     assert startup_candidates("sproxxo-fraud:pinned", active_file) == [
-        "sproxxo-fraud:pinned", "sproxxo-fraud:persisted", "sproxxo-fraud:champ",
-        "sproxxo-fraud:newest", "sproxxo-fraud:older",
-    ]  # fmt: skip
+        "sproxxo-fraud:pinned",
+        "sproxxo-fraud:persisted",
+        "sproxxo-fraud:champ",
+        "sproxxo-fraud:newest",
+        "sproxxo-fraud:older",
+    ]
     fake_store.champion = None
     active_file.unlink()
     assert startup_candidates("", active_file) == [
-        "sproxxo-fraud:newest", "sproxxo-fraud:champ", "sproxxo-fraud:older",
-    ]  # fmt: skip
+        "sproxxo-fraud:newest",
+        "sproxxo-fraud:champ",
+        "sproxxo-fraud:older",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -74,7 +86,11 @@ def test_startup_candidates_order_without_duplicates(fake_store: SimpleNamespace
     ],
 )
 def test_active_model_start_prefers_pinned_then_persisted_then_champion(
-    fake_store: SimpleNamespace, active_file: Path, pinned: str, persisted: str | None, expected: str
+    fake_store: SimpleNamespace,
+    active_file: Path,
+    pinned: str,
+    persisted: str | None,
+    expected: str,
 ) -> None:
     """start() serves the pinned tag, else the persisted one, else the champion."""
     if persisted:
@@ -87,33 +103,45 @@ def test_active_model_start_prefers_pinned_then_persisted_then_champion(
     assert model.refusals == []
 
 
-def test_active_model_start_skips_bad_candidates(fake_store: SimpleNamespace, active_file: Path) -> None:
+def test_active_model_start_skips_bad_candidates(
+    fake_store: SimpleNamespace, active_file: Path
+) -> None:
     """Refused candidates are skipped and recorded; the first good one serves."""
     write_active(active_file, "sproxxo-fraud:persisted")
-    loader = FakeLoader(bad={"sproxxo-fraud:pinned", "sproxxo-fraud:persisted", "sproxxo-fraud:champ"})
+    loader = FakeLoader(
+        bad={"sproxxo-fraud:pinned", "sproxxo-fraud:persisted", "sproxxo-fraud:champ"}
+    )
     events: list[str] = []
     model = ActiveModel(active_file, loader=loader, on_event=events.append)
     bundle = model.start("sproxxo-fraud:pinned")
     assert bundle is not None
     assert bundle.tag == "sproxxo-fraud:newest"
     assert [r.tag for r in model.refusals] == [
-        "sproxxo-fraud:pinned", "sproxxo-fraud:persisted", "sproxxo-fraud:champ",
-    ]  # fmt: skip
+        "sproxxo-fraud:pinned",
+        "sproxxo-fraud:persisted",
+        "sproxxo-fraud:champ",
+    ]
     assert all("sha256" in r.reason for r in model.refusals)
     assert events == ["refused", "refused", "refused", "load"]
 
 
-def test_active_model_start_with_nothing_servable(fake_store: SimpleNamespace, active_file: Path) -> None:
+def test_active_model_start_with_nothing_servable(
+    fake_store: SimpleNamespace, active_file: Path
+) -> None:
     """When every candidate is refused, start() returns None and records every refusal."""
     model = ActiveModel(active_file, loader=FakeLoader(bad=set(GOOD)))
     assert model.start("") is None
     assert model.bundle is None
     assert [r.tag for r in model.refusals] == [
-        "sproxxo-fraud:champ", "sproxxo-fraud:newest", "sproxxo-fraud:older",
-    ]  # fmt: skip
+        "sproxxo-fraud:champ",
+        "sproxxo-fraud:newest",
+        "sproxxo-fraud:older",
+    ]
 
 
-def test_active_model_activate_persists_and_swaps(fake_store: SimpleNamespace, active_file: Path) -> None:
+def test_active_model_activate_persists_and_swaps(
+    fake_store: SimpleNamespace, active_file: Path
+) -> None:
     """activate() loads, swaps, persists the tag and returns the new and previous bundles."""
     events: list[str] = []
     model = ActiveModel(active_file, loader=FakeLoader(), on_event=events.append)
@@ -151,7 +179,9 @@ def _wait_for(predicate: object, timeout: float = 5.0) -> bool:
     return False
 
 
-def test_active_model_refresh_follows_other_writer(fake_store: SimpleNamespace, active_file: Path) -> None:
+def test_active_model_refresh_follows_other_writer(
+    fake_store: SimpleNamespace, active_file: Path
+) -> None:
     """refresh() notices another worker's activation in the shared file and swaps to it."""
     model = ActiveModel(active_file, loader=FakeLoader())
     model.start("")
@@ -162,7 +192,9 @@ def test_active_model_refresh_follows_other_writer(fake_store: SimpleNamespace, 
     assert _wait_for(lambda: model.bundle.tag == "sproxxo-fraud:older")  # type: ignore[union-attr]
 
 
-def test_active_model_refresh_ignores_own_activation(fake_store: SimpleNamespace, active_file: Path) -> None:
+def test_active_model_refresh_ignores_own_activation(
+    fake_store: SimpleNamespace, active_file: Path
+) -> None:
     """A worker's own activation does not trigger a reload on refresh."""
     loader = FakeLoader()
     model = ActiveModel(active_file, loader=loader)

@@ -41,9 +41,13 @@ def tiny() -> dict[str, Any]:
         policy=Policy(review_at=0.2, decline_at=0.8),
         metrics={"roc_auc": 0.97},
         data=DataFingerprint(
-            source="synthetic", sha256="0" * 64, rows=12_000, fraud_rate=0.008,
-            start="2026-01-01T00:00:00+00:00", end="2026-06-30T00:00:00+00:00",
-        ),  # fmt: skip
+            source="synthetic",
+            sha256="0" * 64,
+            rows=12_000,
+            fraud_rate=0.008,
+            start="2026-01-01T00:00:00+00:00",
+            end="2026-06-30T00:00:00+00:00",
+        ),
         trained_at="2026-07-01T00:00:00+00:00",
     )
     reference = pd.DataFrame(build_features(test.head(50)), columns=list(FEATURE_NAMES))

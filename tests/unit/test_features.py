@@ -134,7 +134,9 @@ def test_haversine_km_zero_and_symmetric() -> None:
     lat1, lon1 = np.array([19.43, -33.9]), np.array([-99.13, 151.2])
     lat2, lon2 = np.array([25.69, 35.7]), np.array([-100.32, 139.7])
     np.testing.assert_allclose(haversine_km(lat1, lon1, lat1, lon1), 0.0, atol=1e-9)
-    np.testing.assert_allclose(haversine_km(lat1, lon1, lat2, lon2), haversine_km(lat2, lon2, lat1, lon1))
+    np.testing.assert_allclose(
+        haversine_km(lat1, lon1, lat2, lon2), haversine_km(lat2, lon2, lat1, lon1)
+    )
 
 
 def test_build_features_distance_column_is_haversine() -> None:
@@ -174,9 +176,9 @@ def test_build_features_missing_column_raises(column: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("category", "online"), [("shopping_net", 1), ("misc_net", 1), ("grocery_net", 1),
-                              ("shopping_pos", 0), ("travel", 0)],
-)  # fmt: skip
+    ("category", "online"),
+    [("shopping_net", 1), ("misc_net", 1), ("grocery_net", 1), ("shopping_pos", 0), ("travel", 0)],
+)
 def test_build_features_is_online_for_net_categories(category: str, online: int) -> None:
     """is_online is 1 exactly for the card-not-present categories."""
     assert _feature("is_online", merchant_category=category) == online
@@ -186,9 +188,15 @@ def test_build_features_dict_row_equals_dataframe_row() -> None:
     """A 1-row mapping (serving) and the same row in a DataFrame (training) give equal features."""
     rows = [
         _row(),
-        _row(amount=1999.0, merchant_category="shopping_net", card_age_days=1, is_foreign=True,
-             epoch_seconds=datetime(2026, 1, 7, 9, tzinfo=UTC).timestamp(), utc_offset_minutes=-360),
-    ]  # fmt: skip
+        _row(
+            amount=1999.0,
+            merchant_category="shopping_net",
+            card_age_days=1,
+            is_foreign=True,
+            epoch_seconds=datetime(2026, 1, 7, 9, tzinfo=UTC).timestamp(),
+            utc_offset_minutes=-360,
+        ),
+    ]
     frame = pd.concat([pd.DataFrame(r) for r in rows], ignore_index=True)
     batch = build_features(frame)
     for i, row in enumerate(rows):
@@ -200,10 +208,16 @@ def test_build_features_risky_row_has_positive_risk_score() -> None:
     """A night-time online purchase on a new card far away gets a positive risk score."""
     night = datetime(2026, 1, 5, 9, tzinfo=UTC).timestamp()  # 03:00 in Mexico City
     score = _feature(
-        "risk_score", amount=1500.0, merchant_category="shopping_net", card_age_days=1,
-        epoch_seconds=night, utc_offset_minutes=-360, merch_lat=25.0, merch_long=-80.0,
+        "risk_score",
+        amount=1500.0,
+        merchant_category="shopping_net",
+        card_age_days=1,
+        epoch_seconds=night,
+        utc_offset_minutes=-360,
+        merch_lat=25.0,
+        merch_long=-80.0,
         is_foreign=True,
-    )  # fmt: skip
+    )
     assert 0.8 < score <= 1.0
 
 

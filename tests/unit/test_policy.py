@@ -1,4 +1,4 @@
-"""The decision policy: inclusive thresholds, rule overrides, reason codes and cost-optimal thresholds."""
+"""The decision policy: inclusive thresholds, rule overrides, reason codes, optimal thresholds."""
 
 from __future__ import annotations
 
@@ -53,8 +53,9 @@ def test_decide_by_probability_equal_thresholds_skip_review() -> None:
     """With review_at == decline_at there is no review band."""
     policy = Policy(review_at=0.5, decline_at=0.5)
     assert [decide_by_probability(p, policy) for p in (0.49, 0.5)] == [
-        Decision.APPROVE, Decision.DECLINE,
-    ]  # fmt: skip
+        Decision.APPROVE,
+        Decision.DECLINE,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -80,15 +81,21 @@ def test_decide_takes_stricter_of_model_and_rules(
 
 def test_reason_codes_rules_then_model_then_indicators() -> None:
     """Rule violations come first, then the model score band, then indicators by weight."""
-    codes = reason_codes(0.85, _fired("online_category"), [_violation("null_island", "review")], POLICY)
+    codes = reason_codes(
+        0.85, _fired("online_category"), [_violation("null_island", "review")], POLICY
+    )
     assert codes == ["RULE_NULL_ISLAND", "MODEL_SCORE_VERY_HIGH", "RISK_ONLINE_CATEGORY"]
 
 
 @pytest.mark.parametrize(
     ("p", "model_code"),
-    [(0.29, None), (0.30, "MODEL_SCORE_HIGH"), (0.79, "MODEL_SCORE_HIGH"),
-     (0.80, "MODEL_SCORE_VERY_HIGH")],
-)  # fmt: skip
+    [
+        (0.29, None),
+        (0.30, "MODEL_SCORE_HIGH"),
+        (0.79, "MODEL_SCORE_HIGH"),
+        (0.80, "MODEL_SCORE_VERY_HIGH"),
+    ],
+)
 def test_reason_codes_model_band(p: float, model_code: str | None) -> None:
     """The model code names the threshold band the probability falls in."""
     codes = reason_codes(p, _fired(), [], POLICY)
@@ -99,8 +106,10 @@ def test_reason_codes_indicators_sorted_by_weight() -> None:
     """Fired indicators are listed heaviest first; equal weights keep indicator order."""
     fired = _fired("online_category", "foreign", "high_amount")
     assert reason_codes(0.0, fired, [], POLICY) == [
-        "RISK_HIGH_AMOUNT", "RISK_FOREIGN", "RISK_ONLINE_CATEGORY",
-    ]  # fmt: skip
+        "RISK_HIGH_AMOUNT",
+        "RISK_FOREIGN",
+        "RISK_ONLINE_CATEGORY",
+    ]
     ties = _fired("far_from_home", "late_night")
     assert reason_codes(0.0, ties, [], POLICY) == ["RISK_LATE_NIGHT", "RISK_FAR_FROM_HOME"]
 
@@ -113,8 +122,10 @@ def test_reason_codes_capped() -> None:
     assert codes == ["RULE_AMOUNT_OVER_LIMIT", "RULE_NULL_ISLAND", "MODEL_SCORE_VERY_HIGH"]
     only_indicators = reason_codes(0.0, _fired(*INDICATOR_NAMES), [], POLICY)
     assert only_indicators == [
-        "RISK_HIGH_AMOUNT", "RISK_UNUSUAL_AMOUNT_FOR_CATEGORY", "RISK_LATE_NIGHT",
-    ]  # fmt: skip
+        "RISK_HIGH_AMOUNT",
+        "RISK_UNUSUAL_AMOUNT_FOR_CATEGORY",
+        "RISK_LATE_NIGHT",
+    ]
 
 
 def test_expected_cost_hand_computed() -> None:
@@ -122,7 +133,9 @@ def test_expected_cost_hand_computed() -> None:
     probabilities = np.array([0.10, 0.50, 0.90, 0.95, 0.20, 0.60])
     labels = np.array([1, 0, 1, 0, 0, 1])
     amounts = np.array([100.0, 10.0, 200.0, 50.0, 30.0, 400.0])
-    policy = Policy(review_at=0.5, decline_at=0.9, costs=CostModel(review_cost=3, false_decline_cost=25))
+    policy = Policy(
+        review_at=0.5, decline_at=0.9, costs=CostModel(review_cost=3, false_decline_cost=25)
+    )
     # approve fraud 100 + review legit 3 + decline fraud 0 + decline legit 25
     # + approve legit 0 + review fraud 3
     assert expected_cost(probabilities, labels, amounts, policy) == pytest.approx(131.0)
@@ -140,12 +153,17 @@ def test_expected_cost_extremes() -> None:
 
 
 def _brute_force(
-    probabilities: np.ndarray, labels: np.ndarray, amounts: np.ndarray, costs: CostModel,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    amounts: np.ndarray,
+    costs: CostModel,
     grid_size: int,
-) -> float:  # fmt: skip
+) -> float:
     grid = _threshold_grid(probabilities, grid_size)
     return min(
-        expected_cost(probabilities, labels, amounts, Policy(review_at=r, decline_at=d, costs=costs))
+        expected_cost(
+            probabilities, labels, amounts, Policy(review_at=r, decline_at=d, costs=costs)
+        )
         for r, d in itertools.combinations_with_replacement(grid.tolist(), 2)
     )
 
@@ -186,7 +204,9 @@ def test_policy_rejects_review_above_decline() -> None:
 
 
 @pytest.mark.parametrize(("review_at", "decline_at"), [(-0.1, 0.5), (0.1, 1.1)])
-def test_policy_rejects_thresholds_outside_unit_interval(review_at: float, decline_at: float) -> None:
+def test_policy_rejects_thresholds_outside_unit_interval(
+    review_at: float, decline_at: float
+) -> None:
     """Thresholds outside [0, 1] are refused."""
     with pytest.raises(ValidationError):
         Policy(review_at=review_at, decline_at=decline_at)

@@ -129,7 +129,11 @@ def test_risk_scores_monotone_in_fired_indicators() -> None:
 def test_risk_scores_vectorised_rows_are_independent() -> None:
     """Each row of the indicator matrix is scored on its own."""
     fired = np.vstack([_row(), _row("foreign"), _row("high_amount", "late_night")])
-    expected = [0.0, WEIGHT["foreign"], 1 - (1 - WEIGHT["high_amount"]) * (1 - WEIGHT["late_night"])]
+    expected = [
+        0.0,
+        WEIGHT["foreign"],
+        1 - (1 - WEIGHT["high_amount"]) * (1 - WEIGHT["late_night"]),
+    ]
     np.testing.assert_allclose(risk_scores(fired), expected, atol=1e-12)
 
 

@@ -42,17 +42,24 @@ def test_tx_helper_breaks_no_rule() -> None:
 
 @pytest.mark.parametrize(
     ("amount", "fires"),
-    [("9999.99", False), ("10000", False), ("10000.00", False), ("10000.01", True),
-     ("999999", True)],
-)  # fmt: skip
+    [
+        ("9999.99", False),
+        ("10000", False),
+        ("10000.00", False),
+        ("10000.01", True),
+        ("999999", True),
+    ],
+)
 def test_amount_over_limit_fires_above_product_limit(amount: str, fires: bool) -> None:
     """amount_over_limit fires strictly above 10 000 and asks for a decline."""
     violation = amount_over_limit(_tx(amount=amount), NOW)
     assert (violation is not None) is fires
     if violation:
         assert (violation.rule, violation.field, violation.severity) == (
-            "amount_over_limit", "amount", "decline",
-        )  # fmt: skip
+            "amount_over_limit",
+            "amount",
+            "decline",
+        )
 
 
 @pytest.mark.parametrize(
@@ -141,7 +148,9 @@ def test_card_older_than_customer_fires_when_issued_before_age_12(
         ({"merch_lat": 0.0, "merch_long": 1.0}, None),
     ],
 )
-def test_null_island_fires_only_on_exact_zero_pair(coords: dict[str, float], field: str | None) -> None:
+def test_null_island_fires_only_on_exact_zero_pair(
+    coords: dict[str, float], field: str | None
+) -> None:
     """null_island fires for an exact (0, 0) pair and names the first offending field."""
     violation = null_island(_tx(**coords), NOW)
     assert (violation.field if violation else None) == field

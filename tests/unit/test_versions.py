@@ -39,10 +39,13 @@ RUNTIME = {
         ({"scikit-learn": None}, ["scikit-learn"], []),
         ({"python": None}, ["python"], []),
         ({"pandas": None}, [], ["pandas"]),
-        ({"scikit-learn": "1.5.0", "pandas": "2.1.0", "numpy": "2.1.9"},
-         ["scikit-learn"], ["numpy", "pandas"]),
+        (
+            {"scikit-learn": "1.5.0", "pandas": "2.1.0", "numpy": "2.1.9"},
+            ["scikit-learn"],
+            ["numpy", "pandas"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_check_contract_table(
     changes: dict[str, str | None], refused: list[str], tolerated: list[str]
 ) -> None:
