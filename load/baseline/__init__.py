@@ -1,0 +1,1 @@
+"""The seed-style FastAPI endpoint kept as a benchmark yardstick."""
