@@ -19,6 +19,7 @@ from sproxxo.predlog import read_log
 
 logger = logging.getLogger(__name__)
 
+
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
     """`sproxxo.cli.run` plus EXIT_EMPTY for windows too small to judge."""
     try:
@@ -46,7 +47,9 @@ def window(
     end = parse_time(until, name="until", default=datetime.now(UTC))
     start = parse_time(since, name="since", default=end - timedelta(days=default_days))
     if start >= end:
-        raise DataSourceError(f"--since {start.isoformat()} is not before --until {end.isoformat()}")
+        raise DataSourceError(
+            f"--since {start.isoformat()} is not before --until {end.isoformat()}"
+        )
     return start, end
 
 

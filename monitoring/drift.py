@@ -38,8 +38,11 @@ TEXTFILE: Final = "drift.prom"
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
-    p = argparse.ArgumentParser(prog="python -m monitoring.drift", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m monitoring.drift",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     model = p.add_mutually_exclusive_group()
     model.add_argument("--model", default="", help="store tag (default: the champion)")
     model.add_argument("--model-dir", type=Path, help="a bundle folder instead of a store tag")
@@ -48,12 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="report folder (default: <reports>/drift/<until>)")
     p.add_argument("--log-dir", type=Path, help="local prediction log (default: settings)")
     p.add_argument("--source", choices=("file", "bigquery"), default="file")
-    p.add_argument("--all-models", action="store_true",
-                   help="keep rows scored by other model versions too")
+    p.add_argument(
+        "--all-models", action="store_true", help="keep rows scored by other model versions too"
+    )
     p.add_argument("--textfile", type=Path, help="also write the metrics here (node_exporter)")
     p.add_argument("--gcp-project", default="", help="publish the metrics to Cloud Monitoring")
-    p.add_argument("--report-only", action="store_true",
-                   help="exit 0 on drift (scheduled jobs: the metrics carry the result)")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="exit 0 on drift (scheduled jobs: the metrics carry the result)",
+    )
     defaults = DriftThresholds()
     p.add_argument("--p-value", type=float, default=defaults.column_p_value)
     p.add_argument("--drift-share", type=float, default=defaults.drift_share)
@@ -69,8 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     since, until = window(args.since, args.until)
     tag, reference = load_reference(args.model, args.model_dir, settings.bentoml_home)
     current = read_predictions(
-        source=args.source, log_dir=args.log_dir or settings.predictions_dir,
-        since=since, until=until, table=settings.bigquery_predictions_table,
+        source=args.source,
+        log_dir=args.log_dir or settings.predictions_dir,
+        since=since,
+        until=until,
+        table=settings.bigquery_predictions_table,
     )
     if tag and not args.all_models:
         current = only_model(current, tag)
@@ -94,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_DRIFT if report.summary.drift_detected and not args.report_only else EXIT_OK
 
 
-def load_reference(tag: str, model_dir: Path | None, bentoml_home: Path) -> tuple[str, pd.DataFrame]:
+def load_reference(
+    tag: str, model_dir: Path | None, bentoml_home: Path
+) -> tuple[str, pd.DataFrame]:
     """(full tag or "", reference sample) of a bundle folder, a store tag or the champion."""
     if model_dir is not None:
         if not model_dir.is_dir():
@@ -117,16 +129,23 @@ def only_model(current: pd.DataFrame, tag: str) -> pd.DataFrame:
     kept = current[current["model_tag"] == tag].reset_index(drop=True)
     if kept.empty:
         seen = ", ".join(sorted(map(str, current["model_tag"].unique()))[:5])
-        raise InsufficientData(f"no rows scored by {tag} in the window (seen: {seen}); "
-                               "pass --all-models to compare them anyway")
+        raise InsufficientData(
+            f"no rows scored by {tag} in the window (seen: {seen}); "
+            "pass --all-models to compare them anyway"
+        )
     return kept
 
 
-def write_summary(path: Path, summary: DriftSummary, *, model: str, since: object,
-                  until: object) -> None:
+def write_summary(
+    path: Path, summary: DriftSummary, *, model: str, since: object, until: object
+) -> None:
     """The JSON summary, with the window and model it describes."""
-    payload = {"model": model, "since": str(since), "until": str(until),
-               **summary.model_dump(mode="json")}
+    payload = {
+        "model": model,
+        "since": str(since),
+        "until": str(until),
+        **summary.model_dump(mode="json"),
+    }
     path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
 
 
@@ -139,14 +158,24 @@ def write_textfile(path: Path, summary: DriftSummary, *, model_version: str) -> 
         Gauge(name, doc, labels, registry=registry).labels(model_version).set(value)
 
     gauge("sproxxo_drift_share", "Share of monitored features drifted", summary.drift_share)
-    gauge("sproxxo_drift_detected", "1 when the last drift run crossed a threshold",
-          float(summary.drift_detected))
-    gauge("sproxxo_drift_prediction_detected", "1 when the score or decision mix drifted",
-          float(summary.prediction_drift))
+    gauge(
+        "sproxxo_drift_detected",
+        "1 when the last drift run crossed a threshold",
+        float(summary.drift_detected),
+    )
+    gauge(
+        "sproxxo_drift_prediction_detected",
+        "1 when the score or decision mix drifted",
+        float(summary.prediction_drift),
+    )
     gauge("sproxxo_drift_current_rows", "Rows in the window", summary.current_rows)
     gauge("sproxxo_drift_last_run_timestamp_seconds", "End of the last drift run", time.time())
-    per_feature = Gauge("sproxxo_drift_feature_detected", "1 when the feature drifted",
-                        [*labels, "feature"], registry=registry)
+    per_feature = Gauge(
+        "sproxxo_drift_feature_detected",
+        "1 when the feature drifted",
+        [*labels, "feature"],
+        registry=registry,
+    )
     for column in summary.columns:
         if column.role == "feature":
             per_feature.labels(model_version, column.column).set(float(column.drifted))
@@ -158,9 +187,11 @@ def verdict(summary: DriftSummary, out: Path) -> str:
     """One line for humans and logs."""
     state = "DRIFT" if summary.drift_detected else "no drift"
     drifted = ", ".join(summary.drifted_features) or "none"
-    return (f"{state}: share={summary.drift_share:.2f} "
-            f"(alert at {summary.thresholds.drift_share:g}) features=[{drifted}] "
-            f"prediction_drift={summary.prediction_drift} rows={summary.current_rows} -> {out}")
+    return (
+        f"{state}: share={summary.drift_share:.2f} "
+        f"(alert at {summary.thresholds.drift_share:g}) features=[{drifted}] "
+        f"prediction_drift={summary.prediction_drift} rows={summary.current_rows} -> {out}"
+    )
 
 
 if __name__ == "__main__":

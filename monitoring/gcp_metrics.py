@@ -37,7 +37,10 @@ def time_series(summary: DriftSummary, *, model_version: str) -> list[dict[str, 
     }
     return [
         {
-            "metric": {"type": custom_metric_type(name), "labels": {"model_version": model_version}},
+            "metric": {
+                "type": custom_metric_type(name),
+                "labels": {"model_version": model_version},
+            },
             "resource": {"type": "global", "labels": {}},
             "metricKind": "GAUGE",
             "valueType": "DOUBLE",

@@ -29,8 +29,13 @@ from sproxxo.settings import get_settings
 logger = logging.getLogger("monitoring.labels")
 
 LABEL_COLUMNS: Final = ("transaction_id", "is_fraud", "reported_at")
-PREDICTION_COLUMNS: Final = ("transaction_id", "logged_at", "model_tag", "fraud_probability",
-                             "decision")
+PREDICTION_COLUMNS: Final = (
+    "transaction_id",
+    "logged_at",
+    "model_tag",
+    "fraud_probability",
+    "decision",
+)
 
 
 def read_label_file(path: Path) -> pd.DataFrame:
@@ -99,8 +104,11 @@ def read_labels(labels_dir: Path) -> pd.DataFrame:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`ingest FILE`: join labels to the log and store them."""
-    p = argparse.ArgumentParser(prog="python -m monitoring.labels", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m monitoring.labels",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
     ingest = sub.add_parser("ingest", help="join a label file to the log and store it")
     ingest.add_argument("file", type=Path)
@@ -118,8 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if joined.empty:
         raise InsufficientData(f"none of the {len(labels)} labels match a logged prediction")
     path = store_labels(joined, args.labels_dir or settings.state_dir / "labels")
-    print(f"stored {len(joined)} labels ({int(joined['is_fraud'].sum())} fraud), "
-          f"{unmatched} without a logged prediction -> {path}")
+    print(
+        f"stored {len(joined)} labels ({int(joined['is_fraud'].sum())} fraud), "
+        f"{unmatched} without a logged prediction -> {path}"
+    )
     return EXIT_OK
 
 

@@ -23,16 +23,18 @@ GRAFANA_DASHBOARDS: Final = HERE / "grafana" / "dashboards"
 GCP: Final = HERE / "gcp"
 EXPORTED: Final = HERE / "exported_metrics.txt"
 
-BENTOML_METRICS: Final = frozenset({
-    "bentoml_service_request_total",
-    "bentoml_service_request_duration_seconds_bucket",
-    "bentoml_service_request_duration_seconds_sum",
-    "bentoml_service_request_duration_seconds_count",
-    "bentoml_service_request_in_progress",
-    "bentoml_service_adaptive_batch_size_bucket",
-    "bentoml_service_adaptive_batch_size_sum",
-    "bentoml_service_adaptive_batch_size_count",
-})
+BENTOML_METRICS: Final = frozenset(
+    {
+        "bentoml_service_request_total",
+        "bentoml_service_request_duration_seconds_bucket",
+        "bentoml_service_request_duration_seconds_sum",
+        "bentoml_service_request_duration_seconds_count",
+        "bentoml_service_request_in_progress",
+        "bentoml_service_adaptive_batch_size_bucket",
+        "bentoml_service_adaptive_batch_size_sum",
+        "bentoml_service_adaptive_batch_size_count",
+    }
+)
 PROMETHEUS_BUILTINS: Final = frozenset({"up"})
 _SUFFIXES: Final = {
     "counter": ("_total", "_created"),
@@ -40,10 +42,23 @@ _SUFFIXES: Final = {
     "summary": ("_sum", "_count", "_created"),
     "gauge": ("",),
 }
-_KEYWORDS: Final = frozenset({
-    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
-    "bool", "offset", "inf", "nan",
-})
+_KEYWORDS: Final = frozenset(
+    {
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "inf",
+        "nan",
+    }
+)
 _GCP_PREFIXES: Final = (
     ("custom_googleapis_com:sproxxo_", "sproxxo_"),
     ("logging_googleapis_com:user_", ""),
@@ -78,8 +93,13 @@ def log_based_metrics() -> set[str]:
 
 def known_metrics() -> set[str]:
     """Every metric name an expression may use."""
-    return (service_metrics() | drift_metrics() | log_based_metrics()
-            | set(BENTOML_METRICS) | set(PROMETHEUS_BUILTINS))
+    return (
+        service_metrics()
+        | drift_metrics()
+        | log_based_metrics()
+        | set(BENTOML_METRICS)
+        | set(PROMETHEUS_BUILTINS)
+    )
 
 
 def promql_metric_names(expr: str) -> set[str]:

@@ -11,7 +11,6 @@ labels in the window, 3 unreadable labels (monitoring/README.md).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -85,7 +84,8 @@ def performance(frame: pd.DataFrame) -> Performance:
         decline_recall=_ratio((declined & fraud).sum(), fraud.sum()),
         average_precision=(
             float(average_precision_score(fraud, frame["fraud_probability"]))
-            if both_classes else None
+            if both_classes
+            else None
         ),
         decision_share={d.value: float(mix.get(d.value, 0.0)) for d in Decision},
     )
@@ -107,7 +107,9 @@ def build_report(labelled: pd.DataFrame, since: datetime, until: datetime) -> Pe
         raise InsufficientData(f"no labelled predictions logged in [{since}, {until})")
     days = frame["logged_at"].dt.strftime("%Y-%m-%d")
     return PerformanceReport(
-        since=since, until=until, overall=performance(frame),
+        since=since,
+        until=until,
+        overall=performance(frame),
         by_day={day: performance(part) for day, part in frame.groupby(days)},
         label_delay_hours=label_delay_hours(frame),
     )
@@ -118,11 +120,17 @@ def save_classification_html(frame: pd.DataFrame, path: Path) -> None:
     from evidently import BinaryClassification, DataDefinition, Dataset, Report
     from evidently.presets import ClassificationPreset
 
-    data = pd.DataFrame({"is_fraud": frame["is_fraud"].astype(int),
-                         "fraud_probability": frame["fraud_probability"].astype(float)})
+    data = pd.DataFrame(
+        {
+            "is_fraud": frame["is_fraud"].astype(int),
+            "fraud_probability": frame["fraud_probability"].astype(float),
+        }
+    )
     definition = DataDefinition(
         numerical_columns=["fraud_probability"],
-        classification=[BinaryClassification(target="is_fraud", prediction_probas="fraud_probability")],
+        classification=[
+            BinaryClassification(target="is_fraud", prediction_probas="fraud_probability")
+        ],
     )
     report = Report([ClassificationPreset()])
     report.run(Dataset.from_pandas(data, data_definition=definition), None).save_html(str(path))
@@ -130,8 +138,11 @@ def save_classification_html(frame: pd.DataFrame, path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Report performance of the labelled predictions in the window."""
-    p = argparse.ArgumentParser(prog="python -m monitoring.performance", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m monitoring.performance",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--since", help="ISO start of logged_at, inclusive (default: 30 days)")
     p.add_argument("--until", help="ISO end, exclusive (default: now)")
     p.add_argument("--out", type=Path)

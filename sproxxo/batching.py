@@ -54,6 +54,9 @@ class MicroBatcher(Generic[T, R]):
     def _dispatch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             results = self._fn([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch function returned {len(results)} results for "
+                                   f"{len(batch)} items")
         except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
             for _, future in batch:
                 if not future.done():

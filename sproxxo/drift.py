@@ -29,7 +29,6 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from sproxxo.errors import FeatureSchemaMismatch, SproxxoError
-from sproxxo.features import FEATURE_NAMES
 from sproxxo.schemas import Decision
 
 logger = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ kill; a clean shutdown loses none.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -138,7 +139,8 @@ class PredictionLog:
         """Stop accepting, flush what was accepted; True when everything was written."""
         if not self._closed.is_set():
             self._closed.set()
-            self._queue.put(None)  # sentinel: blocks only if full, the writer is draining
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(None)  # wakes the writer; it also polls `_closed`
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
@@ -155,7 +157,7 @@ class PredictionLog:
             try:
                 item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.01))
             except queue.Empty:
-                item = ...  # type: ignore[assignment]
+                item = None if self._closed.is_set() else ...  # type: ignore[assignment]
             if item is None:
                 if batch:
                     yield batch

@@ -28,11 +28,15 @@ PII_COLUMNS: Final = ("cc_num", "first", "last", "street", "gender", "job", "zip
 DEFAULT_TOKEN_KEY: Final = b"sproxxo-local-card-token-key"
 
 
+#: Hex digits mapped to letters: a token never contains a digit run that looks like a PAN.
+_LETTERS: Final = str.maketrans("0123456789", "ghijklmnop")
+
+
 def tokenize(values: pd.Series, *, key: bytes, prefix: str) -> pd.Series:
     """Keyed (HMAC-SHA256) opaque tokens: stable per value, irreversible without the key."""
     uniques = values.astype(str).unique()
     tokens = {
-        u: f"{prefix}{hmac.new(key, u.encode(), hashlib.sha256).hexdigest()[:20]}"
+        u: prefix + hmac.new(key, u.encode(), hashlib.sha256).hexdigest()[:20].translate(_LETTERS)
         for u in uniques
     }
     return values.astype(str).map(tokens)

@@ -55,15 +55,20 @@ def plant_shift(raw: pd.DataFrame, *, seed: int) -> pd.DataFrame:
     return shifted
 
 
-def log_frame(raw: pd.DataFrame, *, start: datetime = WINDOW_START,
-              hours: float = 24.0, tag: str = MODEL_TAG) -> pd.DataFrame:
+def log_frame(
+    raw: pd.DataFrame, *, start: datetime = WINDOW_START, hours: float = 24.0, tag: str = MODEL_TAG
+) -> pd.DataFrame:
     """Prediction-log records (as `build_record` writes them) for raw transactions."""
     derived = derive(raw)
     frame = pd.DataFrame(derived.matrix, columns=list(FEATURE_NAMES))
     probability = 1.0 / (1.0 + np.exp(-(8.0 * derived.risk_score - 5.0)))
     offsets = np.linspace(0.0, hours * 3600.0, len(raw), endpoint=False)
     frame.insert(0, "transaction_id", raw["transaction_id"].to_numpy())
-    frame.insert(1, "logged_at", [(start + timedelta(seconds=float(s))).isoformat(timespec="microseconds") for s in offsets])
+    frame.insert(
+        1,
+        "logged_at",
+        [(start + timedelta(seconds=float(s))).isoformat(timespec="microseconds") for s in offsets],
+    )
     frame.insert(2, "event_time", frame["logged_at"])
     frame.insert(3, "model_tag", tag)
     frame.insert(4, "amount", raw["amount"].to_numpy())
@@ -71,8 +76,9 @@ def log_frame(raw: pd.DataFrame, *, start: datetime = WINDOW_START,
     frame["valid"] = True
     frame["violations"] = [[] for _ in range(len(frame))]
     frame["fraud_probability"] = probability
-    frame["decision"] = np.where(probability >= 0.7, "decline",
-                                 np.where(probability >= 0.3, "review", "approve"))
+    frame["decision"] = np.where(
+        probability >= 0.7, "decline", np.where(probability >= 0.3, "review", "approve")
+    )
     frame["reason_codes"] = [[] for _ in range(len(frame))]
     return frame
 

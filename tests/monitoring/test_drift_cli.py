@@ -31,9 +31,23 @@ def test_drift_cli_writes_html_json_and_textfile(
     """A steady day exits 0 and writes the three outputs as a real subprocess."""
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "monitoring.drift", "--model-dir", str(model_dir),
-         "--log-dir", str(steady_log), *DAY, "--out", str(out)],
-        cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "monitoring.drift",
+            "--model-dir",
+            str(model_dir),
+            "--log-dir",
+            str(steady_log),
+            *DAY,
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
     )
     assert result.returncode == EXIT_OK, result.stderr[-2000:]
@@ -53,7 +67,8 @@ def test_drift_cli_textfile_holds_exactly_the_exported_names(
     text = (out / drift.TEXTFILE).read_text()
     written = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
     listed = {
-        line.strip() for line in EXPORTED.read_text().splitlines()
+        line.strip()
+        for line in EXPORTED.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     }
     assert written == listed
@@ -68,7 +83,7 @@ def test_drift_cli_exits_7_on_a_shifted_window(
     assert cli("--model-dir", model_dir, "--log-dir", log_dir, *DAY, "--out", out) == EXIT_DRIFT
     summary = json.loads((out / drift.SUMMARY_FILE).read_text())
     assert summary["drift_detected"] is True
-    assert "sproxxo_drift_detected{model_version=\"unknown\"} 1.0" in (
+    assert 'sproxxo_drift_detected{model_version="unknown"} 1.0' in (
         (out / drift.TEXTFILE).read_text()
     )
 
@@ -86,8 +101,18 @@ def test_drift_cli_exits_empty_on_a_window_outside_the_log(
     steady_log: Path, model_dir: Path, tmp_path: Path
 ) -> None:
     """A window with no logged rows exits EXIT_EMPTY."""
-    code = cli("--model-dir", model_dir, "--log-dir", steady_log, "--since", "2026-04-01",
-               "--until", "2026-04-02", "--out", tmp_path)
+    code = cli(
+        "--model-dir",
+        model_dir,
+        "--log-dir",
+        steady_log,
+        "--since",
+        "2026-04-01",
+        "--until",
+        "2026-04-02",
+        "--out",
+        tmp_path,
+    )
     assert code == EXIT_EMPTY
 
 
@@ -129,8 +154,9 @@ def test_drift_cli_exits_model_without_reference(
 
 def test_drift_cli_exits_model_for_an_unknown_tag(steady_log: Path, tmp_path: Path) -> None:
     """A tag that is not in the store exits EXIT_MODEL."""
-    code = cli("--model", "sproxxo-fraud:doesnotexist", "--log-dir", steady_log, *DAY,
-               "--out", tmp_path)
+    code = cli(
+        "--model", "sproxxo-fraud:doesnotexist", "--log-dir", steady_log, *DAY, "--out", tmp_path
+    )
     assert code == EXIT_MODEL
 
 

@@ -22,11 +22,24 @@ def test_drift_html_renders_in_headless_chromium(reference: pd.DataFrame, tmp_pa
     drift_report(reference, current_frame(1_000, seed=6, shifted=True)).save_html(html)
     shot = tmp_path / "shot.png"
     result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--disable-component-update", "--no-first-run",
-         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000",
-         "--virtual-time-budget=15000", f"--screenshot={shot}", html.as_uri()],
-        capture_output=True, text=True, timeout=180, check=False,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1280,2000",
+            "--virtual-time-budget=15000",
+            f"--screenshot={shot}",
+            html.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     png = shot.read_bytes()

@@ -38,8 +38,9 @@ def test_drift_summary_flags_prediction_drift_on_shift(shifted_summary: DriftSum
         shifted_summary.current_scores.fraud_probability_mean
         > 2 * shifted_summary.reference_scores.fraud_probability_mean
     )
-    assert shifted_summary.current_scores.decision_share["approve"] < (
-        shifted_summary.reference_scores.decision_share["approve"]
+    assert (
+        shifted_summary.current_scores.decision_share["approve"]
+        < (shifted_summary.reference_scores.decision_share["approve"])
     )
 
 

@@ -25,14 +25,22 @@ def labelled_log(tmp_path: Path) -> tuple[Path, Path]:
     log_dir = tmp_path / "predictions"
     write_log(log, log_dir)
     logged = pd.to_datetime(log["logged_at"], utc=True)
-    file = pd.DataFrame({
-        "transaction_id": log["transaction_id"],
-        "label": raw["is_fraud"].map({0: "false", 1: "true"}),
-        "reported_at": (logged + pd.to_timedelta(range(ROWS), unit="min") + timedelta(days=1))
-        .map(lambda t: t.isoformat()),
-    }).iloc[:1_500]
-    unknown = pd.DataFrame({"transaction_id": [f"ghost-{i}" for i in range(10)],
-                            "label": "false", "reported_at": "2026-03-05T00:00:00+00:00"})
+    file = pd.DataFrame(
+        {
+            "transaction_id": log["transaction_id"],
+            "label": raw["is_fraud"].map({0: "false", 1: "true"}),
+            "reported_at": (
+                logged + pd.to_timedelta(range(ROWS), unit="min") + timedelta(days=1)
+            ).map(lambda t: t.isoformat()),
+        }
+    ).iloc[:1_500]
+    unknown = pd.DataFrame(
+        {
+            "transaction_id": [f"ghost-{i}" for i in range(10)],
+            "label": "false",
+            "reported_at": "2026-03-05T00:00:00+00:00",
+        }
+    )
     path = tmp_path / "labels.csv"
     pd.concat([file, unknown]).to_csv(path, index=False)
     return log_dir, path
@@ -40,8 +48,10 @@ def labelled_log(tmp_path: Path) -> tuple[Path, Path]:
 
 def ingest(log_dir: Path, path: Path, labels_dir: Path) -> int:
     """Run `labels ingest` in-process."""
-    return run_cli(labels.main, ["ingest", str(path), "--log-dir", str(log_dir),
-                                 "--labels-dir", str(labels_dir)])
+    return run_cli(
+        labels.main,
+        ["ingest", str(path), "--log-dir", str(log_dir), "--labels-dir", str(labels_dir)],
+    )
 
 
 def test_labels_ingest_stores_joined_parquet(
@@ -72,8 +82,9 @@ def test_labels_ingest_exits_empty_when_nothing_matches(
     """Labels for transactions absent from the log exit EXIT_EMPTY."""
     log_dir, _ = labelled_log
     ghost = tmp_path / "ghost.csv"
-    pd.DataFrame({"transaction_id": ["x"], "is_fraud": [1],
-                  "reported_at": ["2026-03-05T00:00:00Z"]}).to_csv(ghost, index=False)
+    pd.DataFrame(
+        {"transaction_id": ["x"], "is_fraud": [1], "reported_at": ["2026-03-05T00:00:00Z"]}
+    ).to_csv(ghost, index=False)
     assert ingest(log_dir, ghost, tmp_path / "labels") == EXIT_EMPTY
 
 
@@ -84,9 +95,19 @@ def test_performance_reports_by_day_with_label_delay(
     log_dir, path = labelled_log
     assert ingest(log_dir, path, tmp_path / "labels") == EXIT_OK
     out = tmp_path / "perf"
-    code = run_cli(performance.main, ["--since", "2026-03-01", "--until", "2026-03-04",
-                                      "--labels-dir", str(tmp_path / "labels"),
-                                      "--out", str(out)])
+    code = run_cli(
+        performance.main,
+        [
+            "--since",
+            "2026-03-01",
+            "--until",
+            "2026-03-04",
+            "--labels-dir",
+            str(tmp_path / "labels"),
+            "--out",
+            str(out),
+        ],
+    )
     assert code == EXIT_OK
     report = json.loads((out / performance.JSON_FILE).read_text())
     assert sorted(report["by_day"]) == ["2026-03-01", "2026-03-02"]
@@ -99,15 +120,17 @@ def test_performance_reports_by_day_with_label_delay(
 
 def test_performance_exits_empty_without_labels(tmp_path: Path) -> None:
     """No stored labels exit EXIT_EMPTY."""
-    code = run_cli(performance.main, ["--labels-dir", str(tmp_path / "none"),
-                                      "--out", str(tmp_path / "out")])
+    code = run_cli(
+        performance.main, ["--labels-dir", str(tmp_path / "none"), "--out", str(tmp_path / "out")]
+    )
     assert code == EXIT_EMPTY
 
 
 def test_performance_leaves_precision_empty_without_flags() -> None:
     """A slice with no flagged transaction has no precision (not zero)."""
-    frame = pd.DataFrame({"is_fraud": [0, 1], "decision": ["approve", "approve"],
-                          "fraud_probability": [0.1, 0.2]})
+    frame = pd.DataFrame(
+        {"is_fraud": [0, 1], "decision": ["approve", "approve"], "fraud_probability": [0.1, 0.2]}
+    )
     result = performance.performance(frame)
     assert result.precision is None
     assert result.recall == 0.0

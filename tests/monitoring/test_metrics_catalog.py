@@ -34,8 +34,11 @@ def test_referenced_metrics_cover_the_key_signals() -> None:
 def test_service_metrics_read_from_sproxxo_metrics() -> None:
     """Service names come from the collectors, with their sample suffixes."""
     names = metrics_catalog.service_metrics()
-    assert {"sproxxo_predictions_total", "sproxxo_fraud_probability_bucket",
-            "sproxxo_model_loaded"} <= names
+    assert {
+        "sproxxo_predictions_total",
+        "sproxxo_fraud_probability_bucket",
+        "sproxxo_model_loaded",
+    } <= names
     assert "sproxxo_predictions" not in names
 
 
@@ -44,7 +47,7 @@ def test_service_metrics_read_from_sproxxo_metrics() -> None:
     [
         ('sum by (le) (rate(a_bucket{x="y"}[5m]))', {"a_bucket"}),
         ("time() - max(b) > 2 * 86400", {"b"}),
-        ("absent(c{job=\"fraud-api\"}) or up == 0", {"c", "up"}),
+        ('absent(c{job="fraud-api"}) or up == 0', {"c", "up"}),
         ("x / scalar(sum(y)) > 1e3 + 0.01", {"x", "y"}),
         ("max(custom_googleapis_com:sproxxo_drift_share)", {"sproxxo_drift_share"}),
         ("rate(logging_googleapis_com:user_foo[5m])", {"foo"}),

@@ -17,16 +17,28 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not insta
 @needs_promtool
 def test_promtool_check_rules_accepts_alerts() -> None:
     """`promtool check rules` accepts alerts.yml."""
-    result = subprocess.run([PROMTOOL, "check", "rules", "alerts.yml"], cwd=PROMETHEUS,
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [PROMTOOL, "check", "rules", "alerts.yml"],
+        cwd=PROMETHEUS,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @needs_promtool
 def test_promtool_test_rules_passes_every_case() -> None:
     """`promtool test rules` passes every firing and non-firing case."""
-    result = subprocess.run([PROMTOOL, "test", "rules", "rules_test.yml"], cwd=PROMETHEUS,
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", "rules_test.yml"],
+        cwd=PROMETHEUS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -59,7 +71,12 @@ def test_promtool_check_config_accepts_prometheus_yml(tmp_path: Path) -> None:
     """`promtool check config` accepts prometheus.yml with its rule file beside it."""
     for name in ("prometheus.yml", "alerts.yml"):
         shutil.copy(PROMETHEUS / name, tmp_path / name)
-    result = subprocess.run([PROMTOOL, "check", "config", "--syntax-only", "prometheus.yml"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                            check=False)
+    result = subprocess.run(
+        [PROMTOOL, "check", "config", "--syntax-only", "prometheus.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

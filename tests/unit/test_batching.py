@@ -112,12 +112,6 @@ def test_micro_batcher_rejects_non_positive_batch_size(size: int) -> None:
         MicroBatcher(Recorder(), max_batch_size=size)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MicroBatcher._dispatch only catches exceptions raised by fn; when fn returns "
-    "fewer results than items, zip(strict=True) raises inside the worker task, the worker dies "
-    "and the remaining callers' futures are never resolved (they hang until their timeout).",
-)
 def test_micro_batcher_wrong_result_count_fails_callers() -> None:
     """A batch function returning the wrong number of results fails every caller, none hangs."""
 

@@ -235,12 +235,6 @@ def test_prediction_log_submit_batch_partially_accepted(queue_size: int) -> None
         log.close(timeout=10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PredictionLog.close(timeout) puts its sentinel with a blocking queue.put(None); "
-    "when the queue is full and the sink is stuck (e.g. a hanging BigQuery call) close() blocks "
-    "forever instead of returning False after `timeout`, which hangs service shutdown.",
-)
 def test_prediction_log_close_honours_timeout_with_stuck_sink() -> None:
     """close(timeout) returns (False) within about `timeout` even if the sink never finishes."""
     sink = SlowSink()
