@@ -17,7 +17,7 @@ import gc
 import hmac
 import json
 import logging
-import os
+import signal
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -56,7 +56,10 @@ SERVICE_CONFIG: dict[str, Any] = {
     "name": "sproxxo_fraud",
     "workers": 1,
     "threads": 1,
-    "traffic": {"timeout": 2, "max_concurrency": 64},
+    "traffic": {
+        "timeout": SETTINGS.request_timeout_seconds,
+        "max_concurrency": SETTINGS.max_concurrency,
+    },
     "envs": [{"name": "OMP_NUM_THREADS", "value": "1"}],
     "endpoints": {"livez": "/livez", "readyz": "/readyz"},
     "http": {"port": 3000},
@@ -307,6 +310,13 @@ def _make_sink(settings: Settings) -> Sink:
     return FileSink(settings.predictions_dir)
 
 
+def _shipped_model() -> str:
+    """The model a built Bento ships (its `model_version` label); empty outside a Bento."""
+    bento = FraudScorer.bento
+    version = bento.info.labels.get("model_version") if bento is not None else None
+    return f"{store.MODEL_NAME}:{version}" if version else ""
+
+
 def _tune_gc() -> None:
     # BentoML workers hold ~300k objects; default thresholds trigger full collections that
     # stall requests for 100-200 ms (SERVING-NOTES). Freeze start-up objects and make
@@ -342,7 +352,7 @@ class FraudScorer:
             SETTINGS.state_dir / "active-model.json",
             on_event=lambda e: metrics.MODEL_EVENTS.labels(e).inc(),
         )
-        self.active.start(SETTINGS.model_tag or "")
+        self.active.start(SETTINGS.model_tag, shipped=_shipped_model())
         self.publish_model_info(None)
         self.predlog = PredictionLog(
             _make_sink(SETTINGS),
@@ -377,6 +387,26 @@ class FraudScorer:
     def __is_ready__(self) -> bool:
         """Ready only with a verified model loaded and while not draining."""
         return self.active.bundle is not None and not self.draining
+
+    @bentoml.on_startup
+    def install_drain(self) -> None:
+        """On SIGTERM, report not-ready first, keep serving for `drain_seconds`, then let
+        uvicorn stop accepting and finish in-flight requests (Cloud Run allows 10 s)."""
+        loop = asyncio.get_running_loop()
+        uvicorn_exit = signal.getsignal(signal.SIGTERM)
+        if not callable(uvicorn_exit):
+            return
+
+        def on_term(signum: int, frame: Any) -> None:
+            if self.draining:
+                return
+            self.draining = True
+            logger.info(json.dumps({"event": "draining", "seconds": SETTINGS.drain_seconds}))
+            loop.call_soon_threadsafe(
+                loop.call_later, SETTINGS.drain_seconds, uvicorn_exit, signum, frame
+            )
+
+        signal.signal(signal.SIGTERM, on_term)
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
@@ -444,9 +474,11 @@ class FraudScorer:
         bundle = self.active.bundle
         if bundle is None:
             return self._unavailable()  # type: ignore[return-value]
-        parsed = [parse_item(item) for item in request.transactions]
+        # Big batches are parsed and scored off the event loop: single-transaction requests
+        # keep flowing and the 504 budget can fire while a batch runs.
+        parsed = await asyncio.to_thread(lambda: [parse_item(i) for i in request.transactions])
         valid = [p for p in parsed if isinstance(p, Transaction)]
-        scored = iter(self._score(valid) if valid else [])
+        scored = iter(await asyncio.to_thread(self._score, valid) if valid else [])
         results: list[Assessment | BatchItemError] = []
         for index, (item, p) in enumerate(zip(request.transactions, parsed, strict=True)):
             if isinstance(p, Transaction):

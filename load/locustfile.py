@@ -144,4 +144,3 @@ if SHAPE not in SHAPES:
 
 # Locust takes the one non-abstract shape class it finds in this module.
 SelectedShape = type("SelectedShape", (SHAPES[SHAPE],), {"abstract": False})
-

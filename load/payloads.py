@@ -39,7 +39,9 @@ def _local_time(epoch: float, offset_minutes: int, now: datetime, age: timedelta
     return candidate.replace(microsecond=0).isoformat()
 
 
-def body_from_row(row: dict[str, Any], *, index: int, now: datetime, age: timedelta) -> dict[str, Any]:
+def body_from_row(
+    row: dict[str, Any], *, index: int, now: datetime, age: timedelta
+) -> dict[str, Any]:
     """One /predict body from a canonical generator row, timestamped `age` before `now`."""
     return {
         "transaction_id": f"tx-load-{index:08d}",
@@ -69,9 +71,7 @@ def valid_bodies(n: int, *, seed: int = 7, now: datetime | None = None) -> list[
     rng = random.Random(seed)
     window = RECENT_WINDOW.total_seconds()
     return [
-        body_from_row(
-            row, index=i, now=now, age=timedelta(seconds=60 + rng.random() * window)
-        )
+        body_from_row(row, index=i, now=now, age=timedelta(seconds=60 + rng.random() * window))
         for i, row in enumerate(frame.to_dict("records"))
     ]
 

@@ -84,11 +84,29 @@ def read_aggregated(stats_csv: Path, *, slo_p99_ms: float, max_failure_rate: flo
 def locust_command(args: argparse.Namespace, out: Path) -> list[str]:
     """argv of the headless locust process."""
     return [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-        "--host", args.host, "--users", str(args.users), "--spawn-rate", str(args.spawn_rate),
-        "--run-time", args.run_time, "--csv", str(out / "locust"), "--csv-full-history",
-        "--html", str(out / "report.html"), "--only-summary", "--stop-timeout", "5",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        args.host,
+        "--users",
+        str(args.users),
+        "--spawn-rate",
+        str(args.spawn_rate),
+        "--run-time",
+        args.run_time,
+        "--csv",
+        str(out / "locust"),
+        "--csv-full-history",
+        "--html",
+        str(out / "report.html"),
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+    ]
 
 
 def run_locust(args: argparse.Namespace, out: Path) -> int:
@@ -98,9 +116,14 @@ def run_locust(args: argparse.Namespace, out: Path) -> int:
         env["SPROXXO_LOAD_BEARER_TOKEN"] = args.bearer_token  # env, not argv: not in `ps`
     with (out / "locust.log").open("wb") as log:
         done = subprocess.run(  # noqa: S603 - fixed argv
-            locust_command(args, out), cwd=ROOT, env=env, stdout=log,
-            stderr=subprocess.STDOUT, check=False, timeout=_seconds(args.run_time) + 120,
-        )  # fmt: skip
+            locust_command(args, out),
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+            timeout=_seconds(args.run_time) + 120,
+        )
     return done.returncode
 
 
@@ -118,8 +141,11 @@ def _seconds(run_time: str) -> float:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(prog="python -m load.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m load.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="http://127.0.0.1:3000")
     parser.add_argument("--users", type=int, default=20, help="peak users")
     parser.add_argument("--spawn-rate", type=float, default=10.0)
@@ -127,11 +153,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shape", choices=SHAPES, default="steady")
     parser.add_argument("--slo-p99-ms", type=float, default=50.0)
     parser.add_argument("--max-failure-rate", type=float, default=0.001)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="report folder (default .sproxxo/reports/load/<timestamp>)")
-    parser.add_argument("--bearer-token", default=os.environ.get("SPROXXO_LOAD_BEARER_TOKEN", ""),
-                        help="Authorization bearer token (default $SPROXXO_LOAD_BEARER_TOKEN), "
-                        "e.g. $(gcloud auth print-identity-token) for Cloud Run IAM")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="report folder (default .sproxxo/reports/load/<timestamp>)",
+    )
+    parser.add_argument(
+        "--bearer-token",
+        default=os.environ.get("SPROXXO_LOAD_BEARER_TOKEN", ""),
+        help="Authorization bearer token (default $SPROXXO_LOAD_BEARER_TOKEN), "
+        "e.g. $(gcloud auth print-identity-token) for Cloud Run IAM",
+    )
     return parser.parse_args(argv)
 
 
@@ -142,17 +175,29 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = (args.out or get_settings().reports_dir / "load" / stamp).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    logger.info("locust %s shape, %d users for %s against %s -> %s",
-                args.shape, args.users, args.run_time, args.host, out)
+    logger.info(
+        "locust %s shape, %d users for %s against %s -> %s",
+        args.shape,
+        args.users,
+        args.run_time,
+        args.host,
+        out,
+    )
     code = run_locust(args, out)
     stats = out / "locust_stats.csv"
     if not stats.is_file():
         logger.error("locust exited %d without %s; see %s", code, stats, out / "locust.log")
         return 2
-    summary = read_aggregated(stats, slo_p99_ms=args.slo_p99_ms,
-                              max_failure_rate=args.max_failure_rate)
-    verdict = {**asdict(summary), "breaches": summary.breaches, "locust_exit_code": code,
-               "shape": args.shape, "host": args.host}
+    summary = read_aggregated(
+        stats, slo_p99_ms=args.slo_p99_ms, max_failure_rate=args.max_failure_rate
+    )
+    verdict = {
+        **asdict(summary),
+        "breaches": summary.breaches,
+        "locust_exit_code": code,
+        "shape": args.shape,
+        "host": args.host,
+    }
     (out / "summary.json").write_text(json.dumps(verdict, indent=2), encoding="utf-8")
     print(
         f"requests={summary.requests} failures={summary.failures} "

@@ -58,7 +58,7 @@ def publish(summary: DriftSummary, *, project: str, model_version: str) -> None:
     credentials, _ = google.auth.default(
         scopes=["https://www.googleapis.com/auth/monitoring.write"]
     )
-    session = AuthorizedSession(credentials)
+    session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
     body = {"timeSeries": time_series(summary, model_version=model_version)}
     response = session.post(API.format(project=project), json=body, timeout=30)
     if response.status_code >= 300:

@@ -37,12 +37,15 @@ class Refusal:
     reason: str
 
 
-def startup_candidates(pinned: str, active_file: Path) -> list[str]:
-    """Versions to try at start-up, in order: pinned, persisted active, champion, newest."""
+def startup_candidates(pinned: str, active_file: Path, *, shipped: str = "") -> list[str]:
+    """Versions to try at start-up, in order: pinned by settings, persisted active (an
+    operator's activation survives restarts), the model the Bento ships, champion, newest."""
     candidates = [pinned] if pinned else []
     persisted = read_active(active_file)
     if persisted:
         candidates.append(persisted)
+    if shipped:
+        candidates.append(shipped)
     champion = store.champion_tag()
     if champion:
         candidates.append(champion)
@@ -89,9 +92,9 @@ class ActiveModel:
         self._seen_mtime = self._mtime()
         self._next_check = 0.0
 
-    def start(self, pinned: str) -> ModelBundle | None:
+    def start(self, pinned: str, *, shipped: str = "") -> ModelBundle | None:
         """Load the first start-up candidate that passes verification."""
-        for tag in startup_candidates(pinned, self.active_file):
+        for tag in startup_candidates(pinned, self.active_file, shipped=shipped):
             try:
                 self._install(self._loader(tag))
             except ModelUnavailable as exc:

@@ -199,7 +199,7 @@ def read_log(directory: Path, *, since: datetime | None = None,
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    logged = pd.to_datetime(frame["logged_at"], utc=True)
+    logged = pd.to_datetime(frame["logged_at"], utc=True, format="ISO8601")
     keep = pd.Series(True, index=frame.index)
     if since is not None:
         keep &= logged >= pd.Timestamp(since)

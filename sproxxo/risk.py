@@ -85,17 +85,15 @@ class IndicatorInputs:
 def fire_indicators(inputs: IndicatorInputs) -> BoolArray:
     """Evaluate every indicator; returns an (n, len(INDICATORS)) boolean matrix."""
     start, end = LATE_NIGHT_HOURS
-    return np.column_stack(
-        [
-            inputs.amount > HIGH_AMOUNT_USD,
-            inputs.amount_to_typical > UNUSUAL_AMOUNT_RATIO,
-            (inputs.local_hour >= start) & (inputs.local_hour < end),
-            inputs.distance_km > FAR_FROM_HOME_KM,
-            inputs.card_age_days < NEW_CARD_DAYS,
-            inputs.is_foreign > 0,
-            inputs.is_online > 0,
-        ]
-    )
+    fired = np.empty((len(inputs.amount), len(INDICATORS)), dtype=np.bool_)
+    fired[:, 0] = inputs.amount > HIGH_AMOUNT_USD
+    fired[:, 1] = inputs.amount_to_typical > UNUSUAL_AMOUNT_RATIO
+    fired[:, 2] = (inputs.local_hour >= start) & (inputs.local_hour < end)
+    fired[:, 3] = inputs.distance_km > FAR_FROM_HOME_KM
+    fired[:, 4] = inputs.card_age_days < NEW_CARD_DAYS
+    fired[:, 5] = inputs.is_foreign > 0
+    fired[:, 6] = inputs.is_online > 0
+    return fired
 
 
 def indicator_values(inputs: IndicatorInputs) -> FloatArray:
@@ -116,3 +114,4 @@ def indicator_values(inputs: IndicatorInputs) -> FloatArray:
 def risk_scores(fired: BoolArray) -> FloatArray:
     """Noisy-OR of the fired indicators' weights (see module docstring)."""
     return np.asarray(1.0 - np.prod(1.0 - _WEIGHTS * fired, axis=1), dtype=np.float64)
+

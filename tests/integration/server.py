@@ -40,6 +40,8 @@ class Server:
 
     def start(self, timeout: float = 90.0) -> Server:
         """Launch and wait until /readyz answers 200 (never a blind sleep)."""
+        if self.log_path:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = (self.log_path or Path(os.devnull)).open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv
             [sys.executable, "-m", "bentoml", "serve", self.target, "--host", "127.0.0.1",

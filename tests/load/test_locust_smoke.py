@@ -51,7 +51,9 @@ def test_sample_transaction_is_a_valid_body() -> None:
 
 
 @pytest.fixture(scope="module")
-def load_server(model_tags: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def load_server(
+    model_tags: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """A real service over the session's models, with its own state folder."""
     state = tmp_path_factory.mktemp("load-state")
     srv = Server(env={"SPROXXO_STATE_DIR": str(state)}, log_path=state / "server.log")
@@ -65,11 +67,31 @@ def test_locust_smoke_run_meets_slo(load_server: Server, tmp_path: Path) -> None
     """A short headless run writes CSV/HTML, sends >100 requests, none fails unexpectedly."""
     out = tmp_path / "reports"
     done = subprocess.run(
-        [sys.executable, "-m", "load.run", "--host", load_server.url, "--users", "10",
-         "--spawn-rate", "10", "--run-time", "8s", "--slo-p99-ms", "2000",
-         "--max-failure-rate", "0", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "load.run",
+            "--host",
+            load_server.url,
+            "--users",
+            "10",
+            "--spawn-rate",
+            "10",
+            "--run-time",
+            "8s",
+            "--slo-p99-ms",
+            "2000",
+            "--max-failure-rate",
+            "0",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     log = (out / "locust.log").read_text(errors="replace")[-3000:] if out.exists() else ""
     assert done.returncode == 0, done.stdout + done.stderr + log
     assert (out / "locust_stats.csv").is_file()

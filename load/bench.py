@@ -1,0 +1,789 @@
+"""Side-by-side benchmark on this machine: in-process paths, the FastAPI baseline, the service.
+
+    python -m load.bench [--quick] [--store BENTOML_HOME] [--model TAG] [--server-cpus 0,1]
+
+(`make bench`). One run prints ONE table, with the targets next to the figures, and also
+writes it to `<state>/reports/bench.md` (default `.sproxxo/reports/bench.md`).
+
+How it measures:
+* in process: `sproxxo.scoring.assess` end to end, `bundle.predict_matrix` (the compiled
+  trees up to 256 rows) and sklearn `predict_proba` on the same feature matrix, at 1, 8,
+  32, 128 and 1024 rows, pinned to core 0; plus the parity max |Δp| compiled vs. sklearn
+  on a held-out generator sample;
+* over HTTP: servers are started and stopped here (`bentoml serve`, and the seed-style
+  FastAPI app of `load/baseline/app.py`), on the cores of `--server-cpus` (default both).
+  Load generators run in their own process pinned to core 1 (`taskset -c 1`): Debian's
+  `wrk` with `load/wrk/post_bodies.lua` for closed-loop runs (max throughput at 64
+  connections, latency at 4 connections, /predict_batch with 1000 transactions), and
+  `load/fixed_rate.py` (open loop, wrk2-style, latency from the scheduled instant) for
+  the fixed 200 req/s run, because Debian has no wrk2;
+* errors = socket errors + non-2xx answers over every run against a server;
+* RSS = VmRSS (and VmHWM, the peak) of each process of the server's process tree.
+
+Without `--store` a model is trained first into a temporary store (~20-40 s).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/sklearn load OpenMP
+
+import argparse
+import gc
+import json
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+LUA = ROOT / "load" / "wrk" / "post_bodies.lua"
+LOADGEN_CPU = "1"
+BATCH_SIZES = (1, 8, 32, 128, 1024)
+FIXED_RATE = 200.0
+
+TARGET_RATIO = 1.5
+TARGET_P99_MS = 15.0
+TARGET_BATCH_TPS = 50_000.0
+TARGET_SINGLE_P50_US = 50.0
+TARGET_RSS_MB = 500.0
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    section: str
+    what: str
+    throughput: str = ""
+    p50: str = ""
+    p95: str = ""
+    p99: str = ""
+    note: str = ""
+    target: str = ""
+    ok: bool | None = None
+
+
+@dataclass
+class Durations:
+    """How long each HTTP run lasts (seconds)."""
+
+    warm: float = 3.0
+    max: float = 20.0
+    fixed: float = 20.0
+    low: float = 10.0
+    batch: float = 10.0
+    inproc: float = 1.0
+    baseline_max: float = 20.0
+
+    @classmethod
+    def quick(cls) -> Durations:
+        """Short runs for a smoke check of the bench itself."""
+        return cls(warm=2, max=8, fixed=8, low=5, batch=5, inproc=0.3, baseline_max=8)
+
+
+@dataclass
+class Report:
+    """Rows plus what the header must say."""
+
+    rows: list[Row] = field(default_factory=list)
+    header: list[str] = field(default_factory=list)
+    errors: int = 0
+
+    def add(self, *rows: Row) -> None:
+        """Append rows."""
+        self.rows.extend(rows)
+
+
+# --------------------------------------------------------------------------- formatting
+def _us(value: float) -> str:
+    return f"{value:,.0f} µs" if value < 10_000 else f"{value / 1000:,.1f} ms"
+
+
+def _ms(value_us: float) -> str:
+    return f"{value_us / 1000:,.2f} ms"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def render(report: Report) -> str:
+    """The markdown table with its header lines."""
+    lines = [*report.header, ""]
+    lines.append(
+        "| section | measurement | throughput | p50 | p95 | p99 | notes / ratio | target | ok |"
+    )
+    lines.append("|---|---|---:|---:|---:|---:|---|---|---|")
+    for r in report.rows:
+        cells = (
+            r.section,
+            r.what,
+            r.throughput,
+            r.p50,
+            r.p95,
+            r.p99,
+            r.note,
+            r.target,
+            _verdict(r.ok),
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- model
+def train_model(work: Path, *, rows: int) -> tuple[Path, str]:
+    """Train a model into a fresh store under `work`; returns (BENTOML_HOME, tag)."""
+    home = work / "bentoml"
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "SPROXXO_STATE_DIR": str(work / "train"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_ENABLE_TELEMETRY": "false",
+    }
+    print(f"training a model on {rows} synthetic rows into {home} ...", flush=True)
+    done = subprocess.run(  # noqa: S603 - fixed argv
+        [sys.executable, "-m", "training.train", "--rows", str(rows)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"training failed:\n{done.stderr[-3000:]}")
+    return home, done.stdout.strip().splitlines()[-1]
+
+
+def resolve_tag(model: str) -> str:
+    """The full tag to benchmark: the given one, else the champion, else the newest."""
+    from sproxxo import store
+
+    if model:
+        return store.full_tag(model)
+    return store.champion_tag() or store.full_tag("latest")
+
+
+# --------------------------------------------------------------------------- in process
+def time_calls(fn: Callable[[], Any], *, seconds: float) -> tuple[int, list[float]]:
+    """Call `fn` repeatedly for about `seconds`; returns (calls, per-call µs)."""
+    for _ in range(10):
+        fn()
+    gc.collect()
+    samples: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(samples) < 30:
+        t0 = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - t0) / 1000)
+    return len(samples), samples
+
+
+def _stats(rows: int, samples: Sequence[float]) -> tuple[float, float, float]:
+    arr = np.asarray(samples)
+    return (
+        rows * len(arr) / (arr.sum() / 1e6),
+        float(np.percentile(arr, 50)),
+        float(np.percentile(arr, 99)),
+    )
+
+
+def in_process(tag: str, *, seconds: float) -> list[Row]:
+    """assess / predict_matrix / sklearn at each batch size, plus the parity check."""
+    from load.payloads import valid_bodies
+    from sproxxo.features import build_features, columns_from_transactions
+    from sproxxo.schemas import Transaction
+    from sproxxo.scoring import assess
+    from sproxxo.store import load_model
+
+    bundle = load_model(tag)
+    now = datetime.now(UTC)
+    txs = [Transaction.model_validate_json(json.dumps(b)) for b in valid_bodies(1024, seed=99)]
+    matrix = build_features(columns_from_transactions(txs))
+    estimator = bundle.pipeline[-1]
+    rows: list[Row] = []
+    for n in BATCH_SIZES:
+        batch, x = txs[:n], matrix[:n]
+        paths = {
+            "assess": lambda b=batch: assess(b, bundle, now=now),
+            "predict_matrix": lambda x=x: bundle.predict_matrix(x),
+            "sklearn predict_proba": lambda x=x: estimator.predict_proba(x),
+        }
+        measured = {k: _stats(n, time_calls(f, seconds=seconds)[1]) for k, f in paths.items()}
+        for name, (rps, p50, p99) in measured.items():
+            rows.append(_in_process_row(n, name, rps, p50, p99, measured))
+    rows.append(_baseline_path_row(bundle, txs[0], seconds=seconds))
+    rows.append(parity_row(bundle))
+    return rows
+
+
+def _in_process_row(
+    n: int,
+    name: str,
+    rps: float,
+    p50: float,
+    p99: float,
+    measured: dict[str, tuple[float, float, float]],
+) -> Row:
+    note, target, ok = "", "", None
+    if name == "assess":
+        note = f"{p50 / measured['predict_matrix'][1]:.1f}x predict_matrix p50"
+        if n == 1:
+            target, ok = f"p50 ≤ {TARGET_SINGLE_P50_US:.0f} µs", p50 <= TARGET_SINGLE_P50_US
+    elif name == "predict_matrix":
+        engine = "compiled" if n <= 256 else "sklearn (> 256 rows)"
+        note = f"{engine}; {measured['sklearn predict_proba'][1] / p50:.1f}x faster than sklearn"
+    return Row(
+        "in-process",
+        f"{name}, {n} row{'s' * (n > 1)}",
+        f"{rps:,.0f} rows/s",
+        _us(p50),
+        "",
+        _us(p99),
+        note,
+        target,
+        ok,
+    )
+
+
+def _baseline_path_row(bundle: Any, tx: Any, *, seconds: float) -> Row:
+    import pandas as pd
+
+    from sproxxo.features import columns_from_transactions
+
+    def call() -> Any:
+        return bundle.pipeline.predict_proba(pd.DataFrame(columns_from_transactions([tx])))
+
+    rps, p50, p99 = _stats(1, time_calls(call, seconds=seconds)[1])
+    return Row(
+        "in-process",
+        "pipeline.predict_proba(DataFrame), 1 row (baseline's path)",
+        f"{rps:,.0f} rows/s",
+        _us(p50),
+        "",
+        _us(p99),
+    )
+
+
+def parity_row(bundle: Any, *, rows: int = 20_000) -> Row:
+    """max |Δp| between the compiled path and sklearn on a held-out generator sample."""
+    from sproxxo.features import build_features
+    from sproxxo.sources.synthetic import generate
+
+    if bundle.compiled is None:
+        return Row("in-process", "parity compiled vs sklearn", note="no compiled model")
+    x = build_features(generate(rows, seed=2718))
+    sk = bundle.pipeline[-1].predict_proba(x)[:, 1]
+    compiled = np.concatenate(
+        [bundle.compiled.predict(x[i : i + 256]) for i in range(0, len(x), 256)]
+    )
+    delta = float(np.max(np.abs(compiled - sk)))
+    return Row(
+        "in-process",
+        f"parity compiled vs sklearn ({rows:,} held-out rows)",
+        note=f"max abs Δp = {delta:.2e}",
+        target="≤ 1e-9",
+        ok=delta <= 1e-9,
+    )
+
+
+# --------------------------------------------------------------------------- processes
+def free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A server this bench started (its own process group) and how to reach it."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    cpus: str
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 120.0) -> ServerProcess:
+        """Launch pinned to `cpus` and wait for /readyz."""
+        argv = ["taskset", "-c", self.cpus, *self.argv, "--port", str(self.port)]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - fixed argv
+                argv,
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
+            if _get_ok(f"{self.url}/readyz"):
+                return self
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"{self.name} not ready in {timeout}s: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        """SIGTERM the process group we started, then SIGKILL if it lingers."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+def _get_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - loopback
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def rss_mb(root: int) -> list[tuple[int, str, float, float]]:
+    """(pid, short command, VmRSS MB, VmHWM MB) for each process of the tree."""
+    out = []
+    for pid in process_tree(root):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = {
+            k: v.split()[0]
+            for k, _, v in (line.partition(":") for line in status.splitlines())
+            if v.strip()
+        }
+        if "VmRSS" in fields:
+            out.append(
+                (
+                    pid,
+                    _short(cmd),
+                    int(fields["VmRSS"]) / 1024,
+                    int(fields.get("VmHWM", fields["VmRSS"])) / 1024,
+                )
+            )
+    return out
+
+
+def _short(cmd: str) -> str:
+    for marker in (
+        "_bentoml_impl.worker.service",
+        "bentoml serve",
+        "load.baseline.app",
+        "multiprocessing.spawn",
+        "taskset",
+    ):
+        if marker in cmd:
+            return marker.rpartition(".")[2] if "." in marker else marker
+    return cmd[:40]
+
+
+# --------------------------------------------------------------------------- load generators
+def wrk(url: str, path: str, bodies: Path, *, connections: int, seconds: float) -> dict[str, Any]:
+    """Closed-loop wrk run pinned to the load-generator core; returns WRK_JSON + rps."""
+    argv = [
+        "taskset",
+        "-c",
+        LOADGEN_CPU,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds:.0f}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        path,
+        str(bodies),
+    ]
+    done = subprocess.run(  # noqa: S603 - fixed argv
+        argv,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=seconds + 60,
+    )
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}\n{done.stderr}")
+    result: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return result
+
+
+def fixed_rate(url: str, bodies: Path, *, rate: float, seconds: float) -> dict[str, Any]:
+    """Open-loop run at `rate` req/s by load/fixed_rate.py pinned to the load-generator core."""
+    argv = [
+        "taskset",
+        "-c",
+        LOADGEN_CPU,
+        sys.executable,
+        "-m",
+        "load.fixed_rate",
+        "--url",
+        url,
+        "--bodies",
+        str(bodies),
+        "--rate",
+        str(rate),
+        "--duration",
+        str(seconds),
+    ]
+    done = subprocess.run(  # noqa: S603 - fixed argv
+        argv,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=seconds + 120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"fixed_rate failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["errors"] = result["errors"] + result["non_2xx"]
+    return result
+
+
+def write_bodies(work: Path) -> tuple[Path, Path]:
+    """JSON-lines files: 2000 single bodies and 6 bodies of 1000 transactions."""
+    from load.payloads import valid_bodies
+
+    single = valid_bodies(2000, seed=5)
+    singles = work / "bodies.jsonl"
+    singles.write_text("\n".join(json.dumps(b) for b in single) + "\n", encoding="utf-8")
+    pool = valid_bodies(6000, seed=6)
+    batches = work / "batches.jsonl"
+    batches.write_text(
+        "\n".join(json.dumps({"transactions": pool[i : i + 1000]}) for i in range(0, 6000, 1000))
+        + "\n",
+        encoding="utf-8",
+    )
+    return singles, batches
+
+
+# --------------------------------------------------------------------------- HTTP sections
+def bench_baseline(
+    cfg: dict[str, Any], *, mode: str, workers: int, d: Durations, singles: Path
+) -> tuple[Row, float]:
+    """Max throughput of one baseline configuration at 64 connections."""
+    srv = ServerProcess(
+        f"baseline-{mode}-{workers}",
+        [sys.executable, "-m", "load.baseline.app", "--mode", mode, "--workers", str(workers)],
+        {**cfg["env"], "SPROXXO_BASELINE_MODEL": cfg["tag"]},
+        cfg["work"] / "baseline.log",
+        cfg["cpus"],
+    )
+    srv.start()
+    try:
+        wrk(srv.url, "/predict", singles, connections=16, seconds=d.warm)
+        res = wrk(srv.url, "/predict", singles, connections=64, seconds=d.baseline_max)
+        rss = max((r[2] for r in rss_mb(srv.process.pid)), default=0.0)  # type: ignore[union-attr]
+    finally:
+        srv.stop()
+    row = Row(
+        "FastAPI baseline",
+        f"{'async def' if mode == 'async' else 'sync def'}, "
+        f"{workers} worker{'s' * (workers > 1)}: max @64 conns",
+        f"{res['rps']:,.0f} req/s",
+        _ms(res["p50_us"]),
+        _ms(res["p95_us"]),
+        _ms(res["p99_us"]),
+        f"errors {res['errors']}, max RSS/process {rss:,.0f} MB",
+    )
+    return row, float(res["rps"])
+
+
+def bench_service(
+    cfg: dict[str, Any], d: Durations, singles: Path, batches: Path, report: Report
+) -> float:
+    """The Bento service: max, fixed rate, low concurrency, batch, errors, RSS."""
+    srv = ServerProcess(
+        "bentoml",
+        [sys.executable, "-m", "bentoml", "serve", "service:FraudScorer", "--host", "127.0.0.1"],
+        {**cfg["env"], "SPROXXO_MODEL_TAG": cfg["tag"]},
+        cfg["work"] / "service.log",
+        cfg["cpus"],
+    )
+    srv.start()
+    try:
+        wrk(srv.url, "/predict", singles, connections=16, seconds=d.warm)
+        top = wrk(srv.url, "/predict", singles, connections=64, seconds=d.max)
+        rss_peak = rss_mb(srv.process.pid)  # type: ignore[union-attr]
+        fixed = fixed_rate(f"{srv.url}/predict", singles, rate=FIXED_RATE, seconds=d.fixed)
+        low = wrk(srv.url, "/predict", singles, connections=4, seconds=d.low)
+        batch = wrk(srv.url, "/predict_batch", batches, connections=2, seconds=d.batch)
+        rss_end = rss_mb(srv.process.pid)  # type: ignore[union-attr]
+    finally:
+        srv.stop()
+    report.errors += sum(int(r["errors"]) for r in (top, fixed, low, batch))
+    p99_ms = fixed["p99_us"] / 1000
+    tps = batch["rps"] * 1000
+    report.add(
+        Row(
+            "Bento service",
+            "/predict max @64 conns",
+            f"{top['rps']:,.0f} req/s",
+            _ms(top["p50_us"]),
+            _ms(top["p95_us"]),
+            _ms(top["p99_us"]),
+            f"errors {top['errors']}",
+        ),
+        Row(
+            "Bento service",
+            f"/predict fixed {FIXED_RATE:.0f} req/s (open loop)",
+            f"{fixed['achieved_rps']:,.0f} req/s",
+            _ms(fixed["p50_us"]),
+            _ms(fixed["p95_us"]),
+            _ms(fixed["p99_us"]),
+            f"errors {fixed['errors']}, {fixed['connections']} conns used",
+            f"p99 ≤ {TARGET_P99_MS:.0f} ms",
+            p99_ms <= TARGET_P99_MS,
+        ),
+        Row(
+            "Bento service",
+            "/predict low concurrency @4 conns",
+            f"{low['rps']:,.0f} req/s",
+            _ms(low["p50_us"]),
+            _ms(low["p95_us"]),
+            _ms(low["p99_us"]),
+            f"errors {low['errors']}",
+        ),
+        Row(
+            "Bento service",
+            "/predict_batch, 1000 tx/request @2 conns",
+            f"{tps:,.0f} tx/s",
+            _ms(batch["p50_us"]),
+            _ms(batch["p95_us"]),
+            _ms(batch["p99_us"]),
+            f"{batch['rps']:.1f} req/s, errors {batch['errors']}",
+            f"≥ {TARGET_BATCH_TPS:,.0f} tx/s",
+            tps >= TARGET_BATCH_TPS,
+        ),
+    )
+    report.add(*_rss_rows(rss_peak, rss_end))
+    return float(top["rps"])
+
+
+def _rss_rows(
+    peak: list[tuple[int, str, float, float]], end: list[tuple[int, str, float, float]]
+) -> list[Row]:
+    by_pid = {pid: (name, rss, hwm) for pid, name, rss, hwm in peak}
+    rows = []
+    for pid, name, rss, hwm in end:
+        if name == "taskset":
+            continue
+        after_max = by_pid.get(pid, (name, 0.0, 0.0))[1]
+        rows.append(
+            Row(
+                "Bento service",
+                f"RSS pid {pid} ({name})",
+                note=f"after max run {after_max:,.0f} MB, at end {rss:,.0f} MB, "
+                f"peak (VmHWM) {hwm:,.0f} MB",
+                target=f"≤ {TARGET_RSS_MB:.0f} MB",
+                ok=hwm <= TARGET_RSS_MB,
+            )
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(
+        prog="python -m load.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="short runs (~1/3 of the time)")
+    parser.add_argument("--store", type=Path, help="BENTOML_HOME with a trained model")
+    parser.add_argument("--model", default="", help="tag (default: champion, else newest)")
+    parser.add_argument("--server-cpus", default="0,1", help="taskset list for the servers")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--out", type=Path, help="markdown output (default reports/bench.md)")
+    return parser.parse_args(argv)
+
+
+def _header(args: argparse.Namespace, tag: str, d: Durations) -> list[str]:
+    import sklearn
+
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        "?",
+    )
+    servers = (
+        "servers on both cores (unpinned), sharing core 1 with the load generator"
+        if args.server_cpus.replace(" ", "") in {"0,1", "0-1"}
+        else f"servers pinned to cores {args.server_cpus}"
+    )
+    return [
+        f"# sproxxo bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (quick)' if args.quick else ''}",
+        "",
+        f"- machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"scikit-learn {sklearn.__version__}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}",
+        f"- model: {tag}",
+        "- in-process: single thread pinned to core 0",
+        f"- cores: {servers}; load generators pinned to core {LOADGEN_CPU} (`taskset`)",
+        f"- closed loop: wrk {_wrk_version()} + load/wrk/post_bodies.lua, 1 thread; "
+        f"max = 64 conns for {d.max:.0f} s (baseline {d.baseline_max:.0f} s), low = 4 conns "
+        f"for {d.low:.0f} s",
+        f"- fixed rate: load/fixed_rate.py (Python asyncio, open loop, latency from the "
+        f"scheduled send; no wrk2 in Debian) at {FIXED_RATE:.0f} req/s for {d.fixed:.0f} s",
+    ]
+
+
+def _wrk_version() -> str:
+    out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)  # noqa: S607
+    return (out.stdout + out.stderr).split()[1] if (out.stdout + out.stderr).split() else "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every section, print the table, write it to the reports folder."""
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get update && apt-get install -y wrk")
+    d = Durations.quick() if args.quick else Durations()
+    work = Path(tempfile.mkdtemp(prefix="sproxxo-bench-"))
+    try:
+        return _run(args, d, work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, d: Durations, work: Path) -> int:
+    if args.store:
+        home = args.store.resolve()
+    else:
+        home, _ = train_model(work, rows=50_000 if args.quick else 200_000)
+    os.environ["BENTOML_HOME"] = str(home)  # before anything imports bentoml
+    tag = resolve_tag(args.model)
+    report = Report(header=_header(args, tag, d))
+    cfg = {
+        "load": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "tag": tag,
+        "work": work,
+        "cpus": args.server_cpus,
+        "env": {
+            "BENTOML_HOME": str(home),
+            "SPROXXO_STATE_DIR": str(work / "state"),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"],
+        },
+    }
+    print(f"in-process measurements on {tag} ...", flush=True)
+    os.sched_setaffinity(0, {0})
+    try:
+        report.add(*in_process(tag, seconds=d.inproc))
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    singles, batches = write_bodies(work)
+    best = 0.0
+    if not args.skip_baseline:
+        for mode, workers in (("async", 1), ("sync", 1), ("async", 2)):
+            print(f"FastAPI baseline {mode} x{workers} ...", flush=True)
+            row, rps = bench_baseline(cfg, mode=mode, workers=workers, d=d, singles=singles)
+            report.add(row)
+            best = max(best, rps)
+    print("Bento service ...", flush=True)
+    top = bench_service(cfg, d, singles, batches, report)
+    report.add(*_summary_rows(top, best, report.errors))
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    report.header.append(f"- load average (1/5/15 min) at start {cfg['load']}, at end {load}")
+    text = render(report)
+    print("\n" + text)
+    from sproxxo.settings import get_settings
+
+    out = args.out or get_settings().reports_dir / "bench.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"written to {out}")
+    return 0 if all(r.ok is not False for r in report.rows) else 1
+
+
+def _summary_rows(top: float, best: float, errors: int) -> list[Row]:
+    rows = [
+        Row(
+            "targets",
+            "Bento service errors (non-2xx + socket) over all runs",
+            note=str(errors),
+            target="0",
+            ok=errors == 0,
+        )
+    ]
+    if best:
+        ratio = top / best
+        rows.insert(
+            0,
+            Row(
+                "targets",
+                "service max ÷ best FastAPI baseline max",
+                f"{top:,.0f} vs {best:,.0f} req/s",
+                note=f"{ratio:.2f}x",
+                target=f"≥ {TARGET_RATIO}x",
+                ok=ratio >= TARGET_RATIO,
+            ),
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

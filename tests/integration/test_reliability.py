@@ -1,0 +1,264 @@
+"""Faults the card path must survive: shutdown, crash, shedding, bad models, log faults."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from sproxxo.predlog import read_log
+from tests.helpers import ADMIN_TOKEN, make_transaction
+from tests.integration.server import Server
+
+pytestmark = pytest.mark.integration
+AUTH = {"X-Admin-Token": ADMIN_TOKEN}
+
+
+class Load:
+    """Background threads posting /predict until stopped; records every outcome."""
+
+    def __init__(self, url: str, threads: int = 6) -> None:
+        self.url = url
+        self.stop = threading.Event()
+        self.ok: list[tuple[float, str, str]] = []  # (time, transaction id, model tag)
+        self.failed: list[str] = []
+        self.not_accepted = 0
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def _run(self, worker: int) -> None:
+        n = 0
+        with httpx.Client(base_url=self.url, timeout=10) as http:
+            while not self.stop.is_set():
+                tx_id = f"tx-load-{worker}-{n}"
+                n += 1
+                try:
+                    r = http.post("/predict", json=make_transaction(transaction_id=tx_id))
+                except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+                    with self._lock:
+                        self.not_accepted += 1  # listener closed: never accepted
+                    time.sleep(0.05)
+                    continue
+                with self._lock:
+                    if r.status_code == 200:
+                        self.ok.append((time.monotonic(), tx_id, r.json()["model_tag"]))
+                    else:
+                        self.failed.append(f"{r.status_code}: {r.text[:200]}")
+
+    def wait_for(self, n: int, timeout: float = 30) -> None:
+        """Block until at least `n` successful answers."""
+        deadline = time.monotonic() + timeout
+        while len(self.ok) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _server(state: Path, **env: str) -> Server:
+    return Server(env={"SPROXXO_STATE_DIR": str(state), "SPROXXO_PREDLOG_FLUSH_SECONDS": "0.2",
+                       **env}, log_path=state / "server.log")
+
+
+def test_graceful_shutdown_under_load_loses_nothing(model_tags: list[str], tmp_path: Path) -> None:
+    """SIGTERM mid-load: /readyz flips first, in-flight requests finish, log is complete."""
+    srv = _server(tmp_path, SPROXXO_DRAIN_SECONDS="1.5").start()
+    ready_codes: list[int] = []
+    with Load(srv.url) as load:
+        load.wait_for(200)
+        assert srv.process is not None
+        srv.process.send_signal(15)
+        for _ in range(10):
+            try:
+                ready_codes.append(httpx.get(f"{srv.url}/readyz", timeout=1).status_code)
+            except httpx.HTTPError:
+                break
+            time.sleep(0.1)
+        code = srv.process.wait(20)
+    assert code == 0, srv.tail()
+    assert 503 in ready_codes, ready_codes
+    assert load.failed == []
+    logged = set(read_log(tmp_path / "predictions")["transaction_id"])
+    accepted = {tx for _, tx, _ in load.ok}
+    assert accepted <= logged, f"{len(accepted - logged)} accepted predictions missing"
+    print(f"graceful: {len(accepted)} accepted, {len(logged)} logged, "
+          f"{load.not_accepted} refused after close")
+
+
+def test_kill_9_restart_keeps_active_model_and_bounded_log_loss(
+    model_tags: list[str], tmp_path: Path
+) -> None:
+    """kill -9 mid-load then restart: same active model; only the unflushed tail is lost."""
+    srv = _server(tmp_path).start()
+    second = model_tags[1]
+    r = httpx.post(f"{srv.url}/models/{second.split(':')[1]}/activate", headers=AUTH, timeout=30)
+    assert r.status_code == 200, r.text
+    with Load(srv.url) as load:
+        load.wait_for(300)
+        killed_at = time.monotonic()
+        srv.kill()
+    accepted = {tx for t, tx, _ in load.ok}
+    tail = {tx for t, tx, _ in load.ok if t > killed_at - 0.6}  # 3 flush intervals
+    logged = set(read_log(tmp_path / "predictions")["transaction_id"])
+    assert accepted - logged <= tail, "lost more than the unflushed tail"
+    restarted = _server(tmp_path, SPROXXO_PREDLOG_DIR=str(tmp_path / "predictions-2")).start()
+    try:
+        health = httpx.get(f"{restarted.url}/health", timeout=5).json()
+        assert health["model"] == second
+        answer = httpx.post(f"{restarted.url}/predict", json=make_transaction(), timeout=5)
+        assert answer.json()["model_tag"] == second
+    finally:
+        restarted.stop()
+    print(f"kill -9: {len(accepted)} accepted, {len(accepted - logged)} lost (tail {len(tail)})")
+
+
+def test_load_shedding_429_and_timeout_504(model_tags: list[str], tmp_path: Path) -> None:
+    """Past max_concurrency requests get 429 fast; past the time budget they get 504."""
+    srv = _server(tmp_path, SPROXXO_MAX_CONCURRENCY="2",
+                  SPROXXO_REQUEST_TIMEOUT_SECONDS="0.25").start()
+    big = {"transactions": [make_transaction(transaction_id=f"tx-big-{i}") for i in range(1000)]}
+    codes: list[tuple[int, float]] = []
+    lock = threading.Lock()
+
+    def hit() -> None:
+        t0 = time.monotonic()
+        r = httpx.post(f"{srv.url}/predict_batch", json=big, timeout=30)
+        with lock:
+            codes.append((r.status_code, time.monotonic() - t0))
+
+    try:
+        threads = [threading.Thread(target=hit) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        metrics = httpx.get(f"{srv.url}/metrics", timeout=5).text
+        assert httpx.post(f"{srv.url}/predict", json=make_transaction(), timeout=5
+                          ).status_code == 200
+    finally:
+        srv.stop()
+    statuses = {c for c, _ in codes}
+    assert statuses <= {200, 429, 504}, codes
+    assert 429 in statuses, codes
+    shed = sorted(dt for c, dt in codes if c == 429)
+    assert shed[len(shed) // 2] < 0.5, f"429s are not fast: {shed}"  # median: no queueing
+    assert re.search(r'http_response_code="429"[^\n]* [1-9]', metrics)
+    print("shedding statuses:", sorted(codes))
+
+
+def test_request_over_budget_answers_504(model_tags: list[str], tmp_path: Path) -> None:
+    """A batch that cannot finish in the budget answers 504, counted in metrics."""
+    srv = _server(tmp_path, SPROXXO_REQUEST_TIMEOUT_SECONDS="0.02").start()
+    big = {"transactions": [make_transaction(transaction_id=f"tx-slow-{i}") for i in range(1000)]}
+    try:
+        r = httpx.post(f"{srv.url}/predict_batch", json=big, timeout=30)
+        metrics = httpx.get(f"{srv.url}/metrics", timeout=5).text
+    finally:
+        srv.stop()
+    assert r.status_code == 504, r.text
+    assert re.search(r'http_response_code="504"[^\n]* [1-9]', metrics)
+
+
+def _corrupt(model_dir: Path, how: str) -> None:
+    meta_path = model_dir / "model.yaml"
+    info: dict[str, Any] = yaml.safe_load(meta_path.read_text())
+    if how == "truncated":
+        pkl = model_dir / "pipeline.pkl"
+        pkl.write_bytes(pkl.read_bytes()[:1000])
+    elif how == "checksum":
+        info["metadata"]["checksums"]["pipeline.pkl"] = "0" * 64
+    elif how == "no_metadata":
+        info["metadata"] = {}
+    elif how == "libraries":
+        info["metadata"]["libraries"]["scikit-learn"] = "0.24.2"
+    meta_path.write_text(yaml.safe_dump(info))
+
+
+@pytest.fixture
+def private_store(model_tags: list[str], tmp_path: Path, session_state: Path) -> Path:
+    """A copy of the session's model store that a test may damage."""
+    home = tmp_path / "bentoml"
+    shutil.copytree(session_state / "bentoml" / "models", home / "models")
+    return home
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [("truncated", "sha256"), ("checksum", "sha256"), ("no_metadata", "metadata"),
+     ("libraries", "scikit-learn")],
+)
+def test_damaged_model_is_refused_at_activation_and_startup(
+    model_tags: list[str], private_store: Path, tmp_path: Path, how: str, reason: str
+) -> None:
+    """A tampered model is refused with a clear reason; the previous model keeps serving."""
+    good, bad = model_tags
+    bad_dir = private_store / "models" / "sproxxo-fraud" / bad.split(":")[1]
+    _corrupt(bad_dir, how)
+    state = tmp_path / "state"
+    srv = _server(state, BENTOML_HOME=str(private_store)).start()
+    try:
+        r = httpx.post(f"{srv.url}/models/{bad.split(':')[1]}/activate", headers=AUTH, timeout=30)
+        assert r.status_code == 409, r.text
+        assert reason in r.json()["detail"]
+        assert httpx.post(f"{srv.url}/predict", json=make_transaction(), timeout=5
+                          ).json()["model_tag"] == good
+    finally:
+        srv.stop()
+    (state / "active-model.json").write_text(f'{{"tag": "{bad}"}}')
+    again = _server(state, BENTOML_HOME=str(private_store)).start()
+    try:
+        health = httpx.get(f"{again.url}/health", timeout=5).json()
+    finally:
+        again.stop()
+    assert health["model"] == good
+    assert any(r["tag"] == bad and reason in r["reason"] for r in health["refusals"])
+
+
+def test_unwritable_prediction_log_never_fails_requests(
+    model_tags: list[str], tmp_path: Path
+) -> None:
+    """A prediction-log folder that cannot be created: requests succeed, drops are counted."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the log folder should be")
+    srv = _server(tmp_path, SPROXXO_PREDLOG_DIR=str(blocker / "predictions")).start()
+    try:
+        with httpx.Client(base_url=srv.url, timeout=5) as http:
+            codes = [http.post("/predict", json=make_transaction()).status_code for _ in range(30)]
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                health = http.get("/health").json()
+                if health["predlog"]["dropped"].get("sink_error", 0) >= 30:
+                    break
+                time.sleep(0.1)
+            metrics = http.get("/metrics").text
+    finally:
+        srv.stop()
+    assert codes == [200] * 30
+    assert health["predlog"]["dropped"]["sink_error"] == 30
+    assert "NotADirectoryError" in health["predlog"]["last_error"]
+    assert re.search(r'sproxxo_predlog_dropped_total\{reason="sink_error"\} 30', metrics)
+
+
+def test_logs_hold_no_card_token_pan_or_names(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Server and prediction logs written by this module hold no PAN-like run or card token."""
+    root = tmp_path_factory.getbasetemp()
+    texts = [p.read_text(errors="replace") for p in root.rglob("*.log")]
+    texts += [p.read_text(errors="replace") for p in root.rglob("*.jsonl")]
+    assert texts, "no logs were produced"
+    blob = "\n".join(texts)
+    assert "card_ab12cd34ef" not in blob
+    assert not re.search(r"(?<![\w.])\d{13,19}(?![\w.])", blob)
