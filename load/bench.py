@@ -589,7 +589,8 @@ def bench_service(
             _ms(fixed["p50_us"]),
             _ms(fixed["p95_us"]),
             _ms(fixed["p99_us"]),
-            f"errors {fixed['errors']}, {fixed['connections']} conns used",
+            f"errors {fixed['errors']} (socket {fixed['errors'] - fixed['non_2xx']}, "
+            f"statuses {fixed['statuses']}), {fixed['connections']} conns used",
             f"p99 ≤ {TARGET_P99_MS:.0f} ms",
             p99_ms <= TARGET_P99_MS,
         ),

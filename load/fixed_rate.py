@@ -23,6 +23,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+#: Drop idle connections before the server's keep-alive timeout (uvicorn: 5 s) closes them,
+#: so a server-side close of an idle socket is not counted as a server error.
+IDLE_EXPIRY_SECONDS = 2.0
 
 
 class Client:
@@ -30,7 +33,7 @@ class Client:
 
     def __init__(self, host: str, port: int, max_connections: int) -> None:
         self.host, self.port = host, port
-        self.idle: list[Conn] = []
+        self.idle: list[tuple[Conn, float]] = []
         self.slots = asyncio.Semaphore(max_connections)
         self.opened = 0
         self.latencies_us: list[float] = []
@@ -38,8 +41,11 @@ class Client:
         self.errors = 0
 
     async def _connection(self) -> Conn:
-        if self.idle:
-            return self.idle.pop()
+        while self.idle:
+            conn, since = self.idle.pop()
+            if time.perf_counter() - since < IDLE_EXPIRY_SECONDS:
+                return conn
+            conn[1].close()
         self.opened += 1
         return await asyncio.open_connection(self.host, self.port)
 
@@ -53,7 +59,7 @@ class Client:
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 self.errors += 1
                 return
-            self.idle.append((reader, writer))
+            self.idle.append(((reader, writer), time.perf_counter()))
         self.latencies_us.append((time.perf_counter() - scheduled) * 1e6)
         self.statuses[status] = self.statuses.get(status, 0) + 1
 
@@ -109,6 +115,7 @@ async def run(
     lat = client.latencies_us
     ok = sum(n for s, n in client.statuses.items() if 200 <= s < 300)
     return {
+        "statuses": {str(k): v for k, v in sorted(client.statuses.items())},
         "sent": total,
         "ok": ok,
         "non_2xx": len(lat) - ok,

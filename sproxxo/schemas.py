@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 SCHEMA_VERSION = "1"
 
@@ -52,6 +52,25 @@ class Decision(StrEnum):
 
 Coordinate = Annotated[float, Field(allow_inf_nan=False)]
 
+
+def _whole_number(value: Any) -> Any:
+    # JSON Schema counts 5.0 as an integer; accept it losslessly, nothing else (no "5", no 5.5).
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_whole_number)]
+
+#: The JSON contract of `amount`: a number or a decimal string, > 0, <= 1,000,000, in cents.
+_AMOUNT_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000, "multipleOf": 0.01},
+        {"type": "string", "pattern": r"^(?:[1-9]\d{0,5}(?:\.\d{1,2})?|0\.(?:0[1-9]|[1-9]\d?))$"},
+    ],
+    "description": "USD amount, > 0 and <= 1,000,000, at most 2 decimal places",
+}
+
 EXAMPLE_TRANSACTION: dict[str, Any] = {
     "transaction_id": "tx-2026-000001",
     "card_id": "card_5f2c9a1e7b",
@@ -86,23 +105,31 @@ class Transaction(BaseModel):
         min_length=8,
         max_length=64,
         pattern=r"^[A-Za-z0-9_\-]+$",
-        description="Opaque card token from the vault; never a PAN.",
+        description="Opaque card token from the vault; never a PAN (no 13+ digit run).",
+        # Documented with the no-PAN rule; validated by the pattern plus `_card_id_is_not_a_pan`
+        # (pydantic's regex engine has no look-ahead).
+        json_schema_extra={"pattern": r"^(?!.*[0-9]{13})[A-Za-z0-9_\-]+$"},
     )
-    amount: Decimal = Field(gt=0, le=MAX_AMOUNT, decimal_places=2, allow_inf_nan=False)
+    amount: Annotated[Decimal, WithJsonSchema(_AMOUNT_SCHEMA)] = Field(
+        gt=0, le=MAX_AMOUNT, decimal_places=2, allow_inf_nan=False
+    )
     currency: Literal["USD"] = Field(
         description="Scoring contract currency; the gateway converts before calling."
     )
-    timestamp: AwareDatetime = Field(description="Local time of the authorisation with offset.")
+    timestamp: AwareDatetime = Field(
+        description="Local time of the authorisation with its UTC offset, years 2000-2099.",
+        json_schema_extra={"pattern": "^20[0-9]{2}-"},
+    )
     merchant_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
     merchant_category: MerchantCategory
     lat: Coordinate = Field(ge=-90, le=90, description="Customer latitude")
     long: Coordinate = Field(ge=-180, le=180, description="Customer longitude")
     merch_lat: Coordinate = Field(ge=-90, le=90)
     merch_long: Coordinate = Field(ge=-180, le=180)
-    card_age_days: int = Field(ge=0, le=36_500)
+    card_age_days: Count = Field(ge=0, le=36_500)
     is_foreign: bool
-    customer_age: int = Field(ge=0, le=120)
-    city_pop: int = Field(ge=0, le=50_000_000)
+    customer_age: Count = Field(ge=0, le=120)
+    city_pop: Count = Field(ge=0, le=50_000_000)
 
     @field_validator("card_id")
     @classmethod

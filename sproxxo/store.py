@@ -49,8 +49,9 @@ def _get(tag: str) -> Any:
     bentoml = _bentoml()
     try:
         return bentoml.models.get(tag)
-    except bentoml.exceptions.NotFound as exc:
-        raise ModelUnavailable(f"model {tag} is not in the BentoML store") from exc
+    except (bentoml.exceptions.BentoMLException, ValueError) as exc:
+        # NotFound, or a string that is not a valid tag at all: either way, no such model.
+        raise ModelUnavailable(f"model {tag!r} is not in the BentoML store") from exc
 
 
 def full_tag(tag: str) -> str:
