@@ -84,18 +84,29 @@ class RequestGuard:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         media = headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/json":
-            await _refuse(send, 415, "content-type", "unsupported_media_type",
-                          f"content-type must be application/json, got {media or 'none'!r}")
+            await _refuse(
+                send,
+                415,
+                "content-type",
+                "unsupported_media_type",
+                f"content-type must be application/json, got {media or 'none'!r}",
+            )
             return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _refuse(send, 413, "body", "max_body_bytes",
-                          f"body of {declared} bytes exceeds {self.max_body_bytes}")
+            await _refuse(
+                send,
+                413,
+                "body",
+                "max_body_bytes",
+                f"body of {declared} bytes exceeds {self.max_body_bytes}",
+            )
             return
         body = await _read_body(receive, self.max_body_bytes)
         if body is None:
-            await _refuse(send, 413, "body", "max_body_bytes",
-                          f"body exceeds {self.max_body_bytes} bytes")
+            await _refuse(
+                send, 413, "body", "max_body_bytes", f"body exceeds {self.max_body_bytes} bytes"
+            )
             return
         problem = _json_problem(body)
         if problem:
@@ -157,16 +168,25 @@ def _json_problem(body: bytes) -> tuple[str, str, str] | None:
 async def _refuse(send: Send, status: int, field: str, rule: str, message: str) -> None:
     metrics.INVALID_REQUESTS.labels(rule).inc()
     body = json.dumps({"error": message, "detail": [{"field": field, "rule": rule}]}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 # --------------------------------------------------------------------------- admin app
 admin = FastAPI(
     title="sproxxo model management",
-    docs_url=None, redoc_url=None, openapi_url=None,
+    docs_url=None,
+    redoc_url=None,
+    openapi_url=None,
 )
 _instance: FraudScorer | None = None
 
@@ -206,9 +226,13 @@ class ActivationResult(BaseModel):
 
 def _summary(record: store.ModelRecord, active_tag: str | None) -> ModelSummary:
     return ModelSummary(
-        tag=record.tag, version=record.version, stage=record.stage,
-        active=record.tag == active_tag, created=record.created,
-        metrics=record.metrics, labels=record.labels,
+        tag=record.tag,
+        version=record.version,
+        stage=record.stage,
+        active=record.tag == active_tag,
+        created=record.created,
+        metrics=record.metrics,
+        labels=record.labels,
     )
 
 
@@ -221,12 +245,16 @@ async def list_models() -> list[ModelSummary]:
 
 
 @admin.api_route(
-    "/models/{version}", methods=["GET", "DELETE"], response_model=ModelSummary,
+    "/models/{version}",
+    methods=["GET", "DELETE"],
+    response_model=ModelSummary,
     tags=["Models"],
-    responses={401: {"description": "DELETE without a token"},
-               403: {"description": "DELETE with a wrong token"},
-               404: {"description": "no such version"},
-               409: {"description": "DELETE of the active model"}},
+    responses={
+        401: {"description": "DELETE without a token"},
+        403: {"description": "DELETE with a wrong token"},
+        404: {"description": "no such version"},
+        409: {"description": "DELETE of the active model"},
+    },
 )
 async def model_version(
     version: str, request: Request, x_admin_token: str | None = Header(default=None)
@@ -246,10 +274,17 @@ async def model_version(
     return _summary(record, active)
 
 
-@admin.post("/models/{version}/activate", response_model=ActivationResult, tags=["Models"],
-            responses={401: {"description": "no token"}, 403: {"description": "bad token"},
-                       404: {"description": "no such version"},
-                       409: {"description": "refused: checksum/contract failure"}})
+@admin.post(
+    "/models/{version}/activate",
+    response_model=ActivationResult,
+    tags=["Models"],
+    responses={
+        401: {"description": "no token"},
+        403: {"description": "bad token"},
+        404: {"description": "no such version"},
+        409: {"description": "refused: checksum/contract failure"},
+    },
+)
 async def activate_model(
     version: str, x_admin_token: str | None = Header(default=None)
 ) -> ActivationResult:
@@ -263,14 +298,21 @@ async def activate_model(
         status = 404 if "not in the BentoML store" in str(exc) else 409
         raise HTTPException(status_code=status, detail=str(exc)) from exc
     svc.publish_model_info(previous)
-    logger.info(json.dumps({"event": "model_activated", "model": bundle.tag,
-                            "previous": previous.tag if previous else None}))
+    logger.info(
+        json.dumps(
+            {
+                "event": "model_activated",
+                "model": bundle.tag,
+                "previous": previous.tag if previous else None,
+            }
+        )
+    )
     return ActivationResult(active=bundle.tag, previous=previous.tag if previous else None)
 
 
 ERROR_RESPONSES: dict[str, str] = {
     "400": "Malformed body: `detail` names each field and rule (pydantic error type, "
-           "json_invalid, duplicate_key, json_too_deep)",
+    "json_invalid, duplicate_key, json_too_deep)",
     "413": "Body larger than SPROXXO_MAX_BODY_BYTES (rule max_body_bytes)",
     "415": "Content type is not application/json (rule unsupported_media_type)",
     "429": "More than max_concurrency requests in flight: shed, retry later",
@@ -304,11 +346,19 @@ def _documented_spec() -> dict[str, Any]:
         post["requestBody"]["required"] = True
         if path in requests:
             post["requestBody"]["content"]["application/json"]["schema"] = {
-                "$ref": ref.format(model=requests[path])}
-        post["responses"].update({
-            code: {"description": text, "content": {"application/json": {
-                "schema": {"$ref": ref.format(model="ErrorBody")}}}}
-            for code, text in ERROR_RESPONSES.items()})
+                "$ref": ref.format(model=requests[path])
+            }
+        post["responses"].update(
+            {
+                code: {
+                    "description": text,
+                    "content": {
+                        "application/json": {"schema": {"$ref": ref.format(model="ErrorBody")}}
+                    },
+                }
+                for code, text in ERROR_RESPONSES.items()
+            }
+        )
     return spec
 
 
@@ -337,9 +387,14 @@ async def health() -> Health:
         status="ready" if svc.__is_ready__() else "not_ready",
         model=svc.active_tag,
         uptime_seconds=round(time.monotonic() - svc.started, 3),
-        predlog={"sink": type(log.sink).__name__, "queue_depth": log.depth,
-                 "accepted": log.stats.accepted, "written": log.stats.written,
-                 "dropped": log.stats.dropped, "last_error": log.stats.last_error},
+        predlog={
+            "sink": type(log.sink).__name__,
+            "queue_depth": log.depth,
+            "accepted": log.stats.accepted,
+            "written": log.stats.written,
+            "dropped": log.stats.dropped,
+            "last_error": log.stats.last_error,
+        },
         refusals=[{"tag": r.tag, "reason": r.reason} for r in svc.active.refusals],
     )
 
@@ -349,8 +404,9 @@ def _make_sink(settings: Settings) -> Sink:
     if settings.predlog_sink == "bigquery":
         from sproxxo.sources.bigquery import BigQueryPredictionSink
 
-        return BigQueryPredictionSink(settings.bigquery_predictions_table,
-                                      project=settings.bigquery_project or None)
+        return BigQueryPredictionSink(
+            settings.bigquery_predictions_table, project=settings.bigquery_project or None
+        )
     if settings.predlog_sink == "none":
         return NullSink()
     from sproxxo.predlog import FileSink
@@ -397,7 +453,8 @@ class BatchRequest(BaseModel):
     model_config = {"json_schema_extra": {"example": {"transactions": [EXAMPLE_TRANSACTION]}}}
 
     transactions: list[Any] = Field(
-        min_length=1, max_length=SETTINGS.max_batch_items,
+        min_length=1,
+        max_length=SETTINGS.max_batch_items,
         description=f"1 to {SETTINGS.max_batch_items} transactions (Transaction schema)",
     )
 
@@ -410,7 +467,7 @@ class FraudScorer:
     model_ref = bentoml.models.BentoModel(SETTINGS.model_tag or f"{store.MODEL_NAME}:latest")
 
     def __init__(self) -> None:
-        global _instance  # noqa: PLW0603 - the mounted admin app reaches the instance here
+        global _instance
         self.started = time.monotonic()
         self.draining = False
         self.active = ActiveModel(
@@ -479,8 +536,15 @@ class FraudScorer:
         """Stop reporting ready, then flush every accepted prediction-log record."""
         self.draining = True
         flushed = self.predlog.close(timeout=8.0)
-        logger.info(json.dumps({"event": "shutdown", "predlog_flushed": flushed,
-                                "written": self.predlog.stats.written}))
+        logger.info(
+            json.dumps(
+                {
+                    "event": "shutdown",
+                    "predlog_flushed": flushed,
+                    "written": self.predlog.stats.written,
+                }
+            )
+        )
 
     # ------------------------------------------------------------------ scoring
     def _score(self, transactions: list[Transaction]) -> list[Assessment]:
@@ -494,8 +558,13 @@ class FraudScorer:
         self._record(transactions, results, derived.matrix, bundle.version)
         return results
 
-    def _record(self, transactions: list[Transaction], results: list[Assessment],
-                matrix: np.ndarray, version: str) -> None:
+    def _record(
+        self,
+        transactions: list[Transaction],
+        results: list[Assessment],
+        matrix: np.ndarray,
+        version: str,
+    ) -> None:
         records = []
         for tx, result, row in zip(transactions, results, matrix, strict=True):
             metrics.PREDICTIONS.labels(result.decision.value, version).inc()
@@ -504,13 +573,19 @@ class FraudScorer:
             for violation in result.violations:
                 metrics.RULE_VIOLATIONS.labels(violation.rule).inc()
             if result.risk.score > HIGH_RISK_SCORE or not result.valid:
-                logger.info(json.dumps({
-                    "event": "high_risk" if result.valid else "invalid_transaction",
-                    "transaction_id": result.transaction_id,
-                    "rules": [v.rule for v in result.violations],
-                    "risk_score": round(result.risk.score, 4),
-                    "fraud_probability": round(result.fraud_probability, 6),
-                    "decision": result.decision.value, "model": result.model_tag}))
+                logger.info(
+                    json.dumps(
+                        {
+                            "event": "high_risk" if result.valid else "invalid_transaction",
+                            "transaction_id": result.transaction_id,
+                            "rules": [v.rule for v in result.violations],
+                            "risk_score": round(result.risk.score, 4),
+                            "fraud_probability": round(result.fraud_probability, 6),
+                            "decision": result.decision.value,
+                            "model": result.model_tag,
+                        }
+                    )
+                )
                 if result.risk.score > HIGH_RISK_SCORE:
                     metrics.HIGH_RISK.inc()
             records.append(build_record(tx, result, row))
@@ -518,8 +593,7 @@ class FraudScorer:
         metrics.PREDLOG_DEPTH.set(self.predlog.depth)
 
     def _unavailable(self) -> JSONResponse:
-        return JSONResponse({"error": "no verified model is loaded", "detail": []},
-                            status_code=503)
+        return JSONResponse({"error": "no verified model is loaded", "detail": []}, status_code=503)
 
     @bentoml.api(route="/predict")
     async def predict(self, transaction: Transaction, /) -> Prediction:
@@ -551,14 +625,21 @@ class FraudScorer:
                 results.append(next(scored))
             else:
                 tx_id = item.get("transaction_id") if isinstance(item, dict) else None
-                results.append(BatchItemError(
-                    index=index, transaction_id=tx_id if isinstance(tx_id, str) else None,
-                    errors=p))
+                results.append(
+                    BatchItemError(
+                        index=index,
+                        transaction_id=tx_id if isinstance(tx_id, str) else None,
+                        errors=p,
+                    )
+                )
                 metrics.INVALID_REQUESTS.labels("batch_item").inc()
         return BatchResponse(
-            model_tag=bundle.tag, count=len(results), scored=len(valid),
+            model_tag=bundle.tag,
+            count=len(results),
+            scored=len(valid),
             refused=len(results) - len(valid),
-            latency_ms=round((time.perf_counter() - t0) * 1e3, 3), results=results,
+            latency_ms=round((time.perf_counter() - t0) * 1e3, 3),
+            results=results,
         )
 
     @bentoml.api(route="/score", batchable=True, max_batch_size=256, max_latency_ms=100)

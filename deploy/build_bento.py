@@ -55,9 +55,20 @@ def export_requirements() -> dict[str, str]:
     """Write the runtime requirements and check them against uv.lock."""
     BUILD.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",  # noqa: S607
-         "--no-header", "-o", str(REQUIREMENTS)],
-        check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
+        [
+            "uv",
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--no-hashes",
+            "--no-emit-project",
+            "--no-header",
+            "-o",
+            str(REQUIREMENTS),
+        ],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
     )
     pins = exported_pins(REQUIREMENTS.read_text(encoding="utf-8"))
     problems = disagreements(pins, locked_versions(ROOT / "uv.lock"))
@@ -78,10 +89,20 @@ def model_tag() -> str:
 
 def git_sha() -> str:
     """Short sha of HEAD (with -dirty when the tree has changes)."""
-    sha = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"],  # noqa: S607
-                         capture_output=True, text=True, cwd=ROOT, check=False).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"],  # noqa: S607
-                           capture_output=True, text=True, cwd=ROOT, check=False).stdout.strip()
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short=10", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    ).stdout.strip()
     return (sha or "nogit") + ("-dirty" if dirty else "")
 
 
@@ -93,13 +114,29 @@ def main() -> int:
     sha = git_sha()
     env = {**os.environ, "SPROXXO_MODEL_TAG": tag}
     out = subprocess.run(
-        ["bentoml", "build", "--version", f"{model_version}-{sha}", "-o", "tag",  # noqa: S607
-         "--label", f"git_sha={sha}", "--label", f"model_version={model_version}",
-         "--label", "schema_version=1", str(ROOT)],
-        check=True, cwd=ROOT, env=env, capture_output=True, text=True,
+        [
+            "bentoml",
+            "build",
+            "--version",
+            f"{model_version}-{sha}",
+            "-o",
+            "tag",
+            "--label",
+            f"git_sha={sha}",
+            "--label",
+            f"model_version={model_version}",
+            "--label",
+            "schema_version=1",
+            str(ROOT),
+        ],
+        check=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     bento = out.stdout.strip().splitlines()[-1].replace("__tag__:", "")
-    print(bento)  # noqa: T201
+    print(bento)
     return 0
 
 

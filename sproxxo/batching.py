@@ -55,9 +55,10 @@ class MicroBatcher(Generic[T, R]):
         try:
             results = self._fn([item for item, _ in batch])
             if len(results) != len(batch):
-                raise RuntimeError(f"batch function returned {len(results)} results for "
-                                   f"{len(batch)} items")
-        except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+                raise RuntimeError(
+                    f"batch function returned {len(results)} results for {len(batch)} items"
+                )
+        except Exception as exc:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)

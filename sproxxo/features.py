@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -84,7 +84,11 @@ _NEEDED: Final = (
     "city_pop",
 )
 
-Columns = Mapping[str, Any]
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Canonical columns: a DataFrame, or a mapping of equal-length sequences.
+Columns: TypeAlias = "Mapping[str, Any] | pd.DataFrame"
 
 
 @dataclass(frozen=True)

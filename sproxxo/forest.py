@@ -19,7 +19,6 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
 
-
 @dataclass(frozen=True)
 class CompiledModel:
     """Flat arrays of every tree node plus the calibration maps."""

@@ -32,11 +32,11 @@ SCORE_SECONDS = Histogram(
     "sproxxo_score_seconds", "In-process scoring time per model call", buckets=SECONDS_BUCKETS
 )
 BATCH_SIZE = Histogram("sproxxo_batch_size", "Transactions per model call", buckets=BATCH_BUCKETS)
-MODEL_EVENTS = Counter(
-    "sproxxo_model_events_total", "Model loads, swaps and refusals", ["event"]
-)
+MODEL_EVENTS = Counter("sproxxo_model_events_total", "Model loads, swaps and refusals", ["event"])
 MODEL_INFO = Gauge(
-    "sproxxo_model_info", "1 for the active model version", ["model_version"],
+    "sproxxo_model_info",
+    "1 for the active model version",
+    ["model_version"],
     multiprocess_mode="max",
 )
 MODEL_LOADED = Gauge(

@@ -35,11 +35,11 @@ DEFAULT_PARAMS: Final[dict[str, Any]] = {
 class FeatureBuilder(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """sklearn adapter over `build_features` so the pipeline carries the transform."""
 
-    def fit(self, X: Any, y: Any = None) -> FeatureBuilder:  # noqa: N803 - sklearn API
+    def fit(self, X: Any, y: Any = None) -> FeatureBuilder:
         """Stateless: nothing to learn."""
         return self
 
-    def transform(self, X: Any) -> npt.NDArray[np.float64]:  # noqa: N803 - sklearn API
+    def transform(self, X: Any) -> npt.NDArray[np.float64]:
         """Canonical columns -> feature matrix."""
         return build_features(X)
 
@@ -125,11 +125,10 @@ GATE_TOLERANCE: Final[dict[str, float]] = {"roc_auc": 0.002, "average_precision"
 GATE_COST_TOLERANCE: Final = 0.02  # relative
 
 
-def gate(
-    candidate: dict[str, float], champion: dict[str, float] | None
-) -> dict[str, list[str]]:
+def gate(candidate: dict[str, float], champion: dict[str, float] | None) -> dict[str, list[str]]:
     """Promotion verdict: the failures (empty = promote) and the checks that passed."""
-    failures, passed = [], []
+    failures: list[str] = []
+    passed: list[str] = []
     for metric, floor in GATE_FLOORS.items():
         (passed if candidate[metric] >= floor else failures).append(
             f"{metric} {candidate[metric]:.4f} vs floor {floor}"

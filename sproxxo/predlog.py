@@ -36,6 +36,7 @@ from sproxxo.schemas import Assessment, Transaction
 logger = logging.getLogger(__name__)
 
 MAX_BATCH: Final = 2000
+_NOTHING: Final = object()  # "no record this time" (None means "closed")
 Record = dict[str, Any]
 
 
@@ -154,15 +155,16 @@ class PredictionLog:
         batch: list[Record] = []
         deadline = time.monotonic() + self._flush_seconds
         while True:
+            item: Record | object | None
             try:
                 item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.01))
             except queue.Empty:
-                item = None if self._closed.is_set() else ...  # type: ignore[assignment]
+                item = None if self._closed.is_set() else _NOTHING
             if item is None:
                 if batch:
                     yield batch
                 return
-            if item is not ...:
+            if isinstance(item, dict):
                 batch.append(item)
             if batch and (len(batch) >= MAX_BATCH or time.monotonic() >= deadline):
                 yield batch
@@ -174,10 +176,13 @@ class PredictionLog:
         for batch in self._batches():
             try:
                 self.sink.write(batch)
-            except Exception as exc:  # noqa: BLE001 - any sink failure must not kill the writer
+            except Exception as exc:
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                logger.error("prediction log sink failed, %d records dropped: %s",
-                             len(batch), self.stats.last_error)
+                logger.error(
+                    "prediction log sink failed, %d records dropped: %s",
+                    len(batch),
+                    self.stats.last_error,
+                )
                 self._drop("sink_error", len(batch))
                 continue
             self.stats.written += len(batch)
@@ -189,8 +194,9 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def read_log(directory: Path, *, since: datetime | None = None,
-             until: datetime | None = None) -> pd.DataFrame:
+def read_log(
+    directory: Path, *, since: datetime | None = None, until: datetime | None = None
+) -> pd.DataFrame:
     """All records of a local prediction log (optionally within [since, until))."""
     rows: list[Record] = []
     for path in sorted(directory.glob("date=*/hour=*/*.jsonl")):
@@ -208,9 +214,7 @@ def read_log(directory: Path, *, since: datetime | None = None,
     return frame[keep].reset_index(drop=True)
 
 
-def build_record(
-    tx: Transaction, result: Assessment, features: npt.NDArray[np.float64]
-) -> Record:
+def build_record(tx: Transaction, result: Assessment, features: npt.NDArray[np.float64]) -> Record:
     """One prediction-log record: no card token, name or address; features for drift."""
     record: Record = {
         "transaction_id": tx.transaction_id,

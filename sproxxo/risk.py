@@ -114,4 +114,3 @@ def indicator_values(inputs: IndicatorInputs) -> FloatArray:
 def risk_scores(fired: BoolArray) -> FloatArray:
     """Noisy-OR of the fired indicators' weights (see module docstring)."""
     return np.asarray(1.0 - np.prod(1.0 - _WEIGHTS * fired, axis=1), dtype=np.float64)
-

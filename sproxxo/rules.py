@@ -80,8 +80,7 @@ def card_older_than_customer(tx: Transaction, now: datetime) -> RuleViolation | 
             rule="card_older_than_customer",
             field="card_age_days",
             message=(
-                f"card_age_days {tx.card_age_days} is impossible for customer_age "
-                f"{tx.customer_age}"
+                f"card_age_days {tx.card_age_days} is impossible for customer_age {tx.customer_age}"
             ),
             severity="review",
         )

@@ -85,7 +85,7 @@ def set_alias(alias: str, version: str, tracking_uri: str | None = None) -> None
         mlflow.set_tracking_uri(tracking_uri)
     try:
         mlflow.MlflowClient().set_registered_model_alias(REGISTERED_NAME, alias, version)
-    except Exception as exc:  # noqa: BLE001 - any tracker failure is a TrackingError
+    except Exception as exc:
         raise TrackingError(f"cannot set MLflow alias {alias}={version}: {exc}") from exc
 
 

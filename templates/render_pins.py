@@ -129,12 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         problems = drift(args.check, args.root)
         for problem in problems:
-            print(problem, file=sys.stderr)  # noqa: T201 - CLI output
+            print(problem, file=sys.stderr)
         return 1 if problems else 0
     found = project_pins(args.root)
-    print(f'requires-python = "=={found["python"]}.*"')  # noqa: T201
+    print(f'requires-python = "=={found["python"]}.*"')
     for key in ("dependencies", "test", "constraints"):
-        print(f"{key} = {found[key]!r}")  # noqa: T201
+        print(f"{key} = {found[key]!r}")
     return 0
 
 

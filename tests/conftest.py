@@ -42,9 +42,22 @@ os.environ.update(TEST_ENV)
 def train_model(env: dict[str, str], *, seed: int, rows: int = 30_000, max_iter: int = 60) -> str:
     """Run the training CLI in a subprocess; returns the printed tag."""
     out = subprocess.run(
-        [sys.executable, "-m", "training.train", "--rows", str(rows), "--seed", str(seed),
-         "--max-iter", str(max_iter)],
-        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "training.train",
+            "--rows",
+            str(rows),
+            "--seed",
+            str(seed),
+            "--max-iter",
+            str(max_iter),
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -66,4 +79,4 @@ def transaction() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def session_state() -> Iterator[Path]:
     """The session's temporary state folder."""
-    yield SESSION_STATE
+    return SESSION_STATE

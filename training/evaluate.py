@@ -1,6 +1,6 @@
 """Score a data source with a stored model and print its metrics as JSON.
 
-    python -m training.evaluate --model sproxxo-fraud:latest --source synthetic --seed 7
+python -m training.evaluate --model sproxxo-fraud:latest --source synthetic --seed 7
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("BENTOML_HOME", str(settings.bentoml_home.resolve()))
     bundle = store.load_model(args.model)
     metrics = score(bundle, load_data(args))
-    print(json.dumps({"model": bundle.tag, "metrics": metrics}, indent=2))  # noqa: T201
+    print(json.dumps({"model": bundle.tag, "metrics": metrics}, indent=2))
     return 0
 
 

@@ -45,14 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     candidate = store.load_model(args.tag)
     champion_tag = store.champion_tag()
     if champion_tag == candidate.tag:
-        print(f"{candidate.tag} is already the champion")  # noqa: T201
+        print(f"{candidate.tag} is already the champion")
         return 0
     data = load_data(args)
     cand_metrics = score(candidate, data)
     champ_metrics = score(store.load_model(champion_tag), data) if champion_tag else None
     verdict = gate(cand_metrics, champ_metrics)
     report = {"candidate": candidate.tag, "champion": champion_tag, "gate": verdict}
-    print(json.dumps(report, indent=2))  # noqa: T201
+    print(json.dumps(report, indent=2))
     if verdict["failures"] and not args.force:
         raise GateRefused(f"{candidate.tag} not promoted: " + "; ".join(verdict["failures"]))
     tracking.set_alias("champion", candidate.metadata.mlflow_version, tracking_uri)
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store.set_stage(
         candidate.tag, "champion", promoted_by="force" if args.force else "gate", notes=notes
     )
-    print(f"promoted {candidate.tag} to champion")  # noqa: T201
+    print(f"promoted {candidate.tag} to champion")
     return 0
 
 

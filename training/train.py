@@ -8,32 +8,27 @@ Prints the new model's tag on the last line of stdout.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import subprocess
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from sproxxo import store, tracking
-from sproxxo.bundle import BundleMetadata, DataFingerprint
+from sproxxo.bundle import BundleMetadata
 from sproxxo.cli import configure_logging, run
-from sproxxo.features import FEATURE_NAMES, LABEL_COLUMN, build_features, derive
-from sproxxo.forest import compile_model
+from sproxxo.features import LABEL_COLUMN
 from sproxxo.model import DEFAULT_PARAMS, evaluate, fit_pipeline, fraud_probability, time_split
-from sproxxo.policy import CostModel, choose_policy, decide_by_probability
+from sproxxo.policy import CostModel, choose_policy
+from sproxxo.registration import compiled_parity, fingerprint, reference_sample
 from sproxxo.settings import get_settings
 from sproxxo.sources import SOURCES, load_source
 from sproxxo.versions import runtime_versions
 
 logger = logging.getLogger("training.train")
-REFERENCE_ROWS = 5000
-PARITY_TOLERANCE = 1e-6
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -74,20 +69,6 @@ def load_data(args: argparse.Namespace) -> pd.DataFrame:
     )
 
 
-def fingerprint(frame: pd.DataFrame, source: str) -> DataFingerprint:
-    """Hash, size, fraud rate and time range of the training data."""
-    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    epochs = frame["epoch_seconds"]
-    return DataFingerprint(
-        source=source,
-        sha256=digest.hexdigest(),
-        rows=len(frame),
-        fraud_rate=float(frame[LABEL_COLUMN].mean()),
-        start=datetime.fromtimestamp(int(epochs.min()), UTC).isoformat(),
-        end=datetime.fromtimestamp(int(epochs.max()), UTC).isoformat(),
-    )
-
-
 def git_sha() -> str:
     """Short git sha of the working tree, or `unknown` outside a checkout."""
     try:
@@ -101,31 +82,6 @@ def git_sha() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() or "unknown"
-
-
-def reference_sample(frame: pd.DataFrame, probabilities: np.ndarray, policy: Any) -> pd.DataFrame:
-    """Features, scores and decisions of a fixed sample, kept with the model for drift."""
-    n = min(REFERENCE_ROWS, len(frame))
-    idx = np.random.default_rng(0).choice(len(frame), size=n, replace=False)
-    idx.sort()
-    sample = frame.iloc[idx]
-    derived = derive(sample)
-    ref = pd.DataFrame(derived.matrix, columns=list(FEATURE_NAMES))
-    ref["fraud_probability"] = probabilities[idx]
-    ref["decision"] = [decide_by_probability(float(p), policy).value for p in probabilities[idx]]
-    ref[LABEL_COLUMN] = sample[LABEL_COLUMN].to_numpy()
-    return ref
-
-
-def compiled_parity(pipeline: Any, frame: pd.DataFrame) -> float:
-    """Largest |p_sklearn - p_compiled| on `frame`; the compiled path must match sklearn."""
-    matrix = build_features(frame)
-    reference = pipeline[-1].predict_proba(matrix)[:, 1]
-    compiled = compile_model(pipeline[-1]).predict(matrix)
-    diff = float(np.abs(reference - compiled).max())
-    if diff > PARITY_TOLERANCE:
-        raise ValueError(f"compiled trees disagree with sklearn by {diff:.2e} > {PARITY_TOLERANCE}")
-    return diff
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_ctx = tracking.start_run(
         tracking_uri,
         run_name=f"train-{args.source}",
-        artifact_root=settings.state_dir / "mlartifacts" if tracking_uri.startswith("sqlite") else None,
+        artifact_root=settings.state_dir / "mlartifacts"
+        if tracking_uri.startswith("sqlite")
+        else None,
     )
     with run_ctx as mlflow_run:
         t1 = time.perf_counter()
@@ -200,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracking.set_alias("champion", mlflow_version, tracking_uri)
         logger.info("no champion existed: %s promoted as the bootstrap champion", tag)
     logger.info("done in %.1fs", time.perf_counter() - t0)
-    print(tag)  # noqa: T201 - the tag is the CLI's output
+    print(tag)
     return 0
 
 

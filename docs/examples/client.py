@@ -1,6 +1,6 @@
 """Calling the fraud service from Python: BentoML's client and plain httpx.
 
-    uv run python docs/examples/client.py http://127.0.0.1:3000
+uv run python docs/examples/client.py http://127.0.0.1:3000
 """
 
 from __future__ import annotations
@@ -48,5 +48,5 @@ def with_bentoml_client() -> object:
 
 if __name__ == "__main__":
     answer = with_httpx()
-    print(answer["decision"], answer["fraud_probability"], answer["model_tag"])  # noqa: T201
-    print(with_bentoml_client())  # noqa: T201
+    print(answer["decision"], answer["fraud_probability"], answer["model_tag"])
+    print(with_bentoml_client())

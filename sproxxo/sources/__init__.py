@@ -11,7 +11,7 @@ SourceName = Literal["synthetic", "file", "bigquery"]
 SOURCES: tuple[SourceName, ...] = ("synthetic", "file", "bigquery")
 
 
-def load_source(  # noqa: PLR0913 - one flag per CLI option
+def load_source(
     name: SourceName,
     *,
     path: str | None = None,
@@ -21,7 +21,7 @@ def load_source(  # noqa: PLR0913 - one flag per CLI option
     until: str | None = None,
     table: str | None = None,
     project: str | None = None,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """Load canonical columns plus `is_fraud` from the named source."""
     from pathlib import Path
 

@@ -33,26 +33,63 @@ _FRAUD_CATEGORY_P: Final = np.array(
     [0.02, 0.02, 0.06, 0.03, 0.17, 0.01, 0.02, 0.02, 0.14, 0.05, 0.02, 0.26, 0.12, 0.06]
 )
 _HOUR_LEGIT: Final = np.array(
-    [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.5, 3, 4.5, 5, 5.5, 6, 6.5, 6, 5.5, 5.5, 6, 6.5, 6.5, 6, 5, 4,
-     3, 2], dtype=float,
+    [
+        1,
+        0.6,
+        0.4,
+        0.3,
+        0.3,
+        0.5,
+        1.5,
+        3,
+        4.5,
+        5,
+        5.5,
+        6,
+        6.5,
+        6,
+        5.5,
+        5.5,
+        6,
+        6.5,
+        6.5,
+        6,
+        5,
+        4,
+        3,
+        2,
+    ],
+    dtype=float,
 )
 _HOUR_FRAUD: Final = np.array(
-    [7, 7, 7, 6.5, 5, 3, 1.5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1.5, 2, 3, 4.5, 6, 7], dtype=float,
+    [7, 7, 7, 6.5, 5, 3, 1.5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1.5, 2, 3, 4.5, 6, 7],
+    dtype=float,
 )
 # (lat, long, population, UTC offset hours) of home cities: US and Mexico.
 _CITIES: Final = np.array(
     [
-        (19.43, -99.13, 9_209_944, -6), (20.67, -103.35, 1_385_629, -6),
-        (25.69, -100.32, 1_142_994, -6), (19.04, -98.20, 1_692_181, -6),
-        (21.16, -86.85, 888_797, -5), (32.51, -117.04, 1_922_523, -8),
-        (40.71, -74.01, 8_336_817, -5), (34.05, -118.24, 3_898_747, -8),
-        (41.88, -87.63, 2_746_388, -6), (29.76, -95.37, 2_304_580, -6),
-        (33.45, -112.07, 1_608_139, -7), (39.74, -104.99, 715_522, -7),
-        (35.22, -101.83, 199_371, -6), (44.98, -93.27, 429_954, -6),
-        (31.76, -106.49, 678_815, -7), (43.07, -89.40, 269_840, -6),
-        (37.27, -79.94, 100_011, -5), (46.87, -96.79, 125_990, -6),
-        (38.58, -92.17, 43_228, -6), (42.10, -75.91, 47_969, -5),
-        (36.17, -115.14, 641_903, -8), (18.47, -69.90, 1_029_117, -4),
+        (19.43, -99.13, 9_209_944, -6),
+        (20.67, -103.35, 1_385_629, -6),
+        (25.69, -100.32, 1_142_994, -6),
+        (19.04, -98.20, 1_692_181, -6),
+        (21.16, -86.85, 888_797, -5),
+        (32.51, -117.04, 1_922_523, -8),
+        (40.71, -74.01, 8_336_817, -5),
+        (34.05, -118.24, 3_898_747, -8),
+        (41.88, -87.63, 2_746_388, -6),
+        (29.76, -95.37, 2_304_580, -6),
+        (33.45, -112.07, 1_608_139, -7),
+        (39.74, -104.99, 715_522, -7),
+        (35.22, -101.83, 199_371, -6),
+        (44.98, -93.27, 429_954, -6),
+        (31.76, -106.49, 678_815, -7),
+        (43.07, -89.40, 269_840, -6),
+        (37.27, -79.94, 100_011, -5),
+        (46.87, -96.79, 125_990, -6),
+        (38.58, -92.17, 43_228, -6),
+        (42.10, -75.91, 47_969, -5),
+        (36.17, -115.14, 641_903, -8),
+        (18.47, -69.90, 1_029_117, -4),
     ]
 )
 
@@ -76,7 +113,7 @@ def generate(
     rng = np.random.default_rng(seed)
     t0, span = start.timestamp(), days * 86400.0
     cards = _make_cards(rng, max(n_rows // 60, 50), t0, span)
-    n_fraud = int(round(n_rows * 0.008))
+    n_fraud = round(n_rows * 0.008)
     legit = _legit(rng, cards, n_rows - n_fraud, t0, span)
     fraud = _fraud(rng, cards, n_fraud, t0, span)
     frame = pd.concat([legit, fraud], ignore_index=True)
@@ -116,9 +153,7 @@ def _times(
     return np.asarray(day0 + hours * 3600.0 + rng.random(n) * 3600.0, dtype=np.float64)
 
 
-def _legit(
-    rng: np.random.Generator, cards: _Cards, n: int, t0: float, span: float
-) -> pd.DataFrame:
+def _legit(rng: np.random.Generator, cards: _Cards, n: int, t0: float, span: float) -> pd.DataFrame:
     # Zipf-like activity: some cards are used far more than others.
     activity = rng.pareto(1.5, len(cards.token)) + 1
     card = rng.choice(len(cards.token), size=n, p=activity / activity.sum())
@@ -133,12 +168,14 @@ def _legit(
     return _assemble(rng, cards, card, local, cat, amount, spread, foreign, label=0)
 
 
-def _fraud(
-    rng: np.random.Generator, cards: _Cards, n: int, t0: float, span: float
-) -> pd.DataFrame:
+def _fraud(rng: np.random.Generator, cards: _Cards, n: int, t0: float, span: float) -> pd.DataFrame:
     if n == 0:
-        return _assemble(rng, cards, *(np.array([], dtype=t) for t in (int, float, int, float,
-                         float, bool)), label=1)
+        return _assemble(
+            rng,
+            cards,
+            *(np.array([], dtype=t) for t in (int, float, int, float, float, bool)),
+            label=1,
+        )
     # Bursts of 2-9 transactions on compromised cards, or misuse of new cards.
     sizes = rng.integers(2, 10, size=max(n // 4, 1))
     burst = np.repeat(np.arange(len(sizes)), sizes)[:n]
@@ -166,7 +203,7 @@ def _fraud(
     return _assemble(rng, cards, card, local, cat, amount, spread, foreign, label=1)
 
 
-def _assemble(  # noqa: PLR0913 - one call site per population
+def _assemble(
     rng: np.random.Generator,
     cards: _Cards,
     card: npt.NDArray[np.int_],
@@ -192,9 +229,10 @@ def _assemble(  # noqa: PLR0913 - one call site per population
             "currency": "USD",
             "epoch_seconds": np.floor(epoch).astype(np.int64),
             "utc_offset_minutes": offset_min,
-            "merchant_id": np.array([f"m-{c:02d}-{k:04d}" for c, k in
-                                     zip(cat, rng.integers(0, 800, n), strict=True)],
-                                    dtype=object),
+            "merchant_id": np.array(
+                [f"m-{c:02d}-{k:04d}" for c, k in zip(cat, rng.integers(0, 800, n), strict=True)],
+                dtype=object,
+            ),
             "merchant_category": np.array(CATEGORIES, dtype=object)[cat],
             "lat": np.round(cards.lat[card], 4),
             "long": np.round(cards.long[card], 4),

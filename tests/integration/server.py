@@ -43,10 +43,22 @@ class Server:
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = (self.log_path or Path(os.devnull)).open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv
-            [sys.executable, "-m", "bentoml", "serve", self.target, "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                self.target,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -24,8 +24,13 @@ import build_bento  # noqa: E402
 def bento_tag(model_tags: list[str]) -> str:
     """`make bento`'s script, pinned to the session champion."""
     out = subprocess.run(
-        [sys.executable, "deploy/build_bento.py"], cwd=ROOT, capture_output=True, text=True,
-        env={**os.environ, "SPROXXO_MODEL_TAG": model_tags[0]}, timeout=300, check=False,
+        [sys.executable, "deploy/build_bento.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SPROXXO_MODEL_TAG": model_tags[0]},
+        timeout=300,
+        check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout.strip().splitlines()[-1]
@@ -71,8 +76,9 @@ def test_requirements_check_catches_drift() -> None:
 
 def test_built_bento_serves_a_prediction(bento_tag: str, tmp_path: Path) -> None:
     """`bentoml serve <bento tag>` answers /predict with the shipped model."""
-    srv = Server(target=bento_tag, env={"SPROXXO_STATE_DIR": str(tmp_path)},
-                 log_path=tmp_path / "server.log")
+    srv = Server(
+        target=bento_tag, env={"SPROXXO_STATE_DIR": str(tmp_path)}, log_path=tmp_path / "server.log"
+    )
     srv.start()
     try:
         r = httpx.post(f"{srv.url}/predict", json=make_transaction(), timeout=10)

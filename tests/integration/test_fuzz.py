@@ -22,17 +22,34 @@ def test_schemathesis_all_checks_pass(
     """Zero 5xx, every response documented and schema-valid, valid data accepted."""
     home = tmp_path / "bentoml"  # the fuzzer may activate and delete models: use a copy
     shutil.copytree(session_state / "bentoml" / "models", home / "models")
-    srv = Server(env={"BENTOML_HOME": str(home), "SPROXXO_STATE_DIR": str(tmp_path / "state")},
-                 log_path=tmp_path / "server.log").start()
+    srv = Server(
+        env={"BENTOML_HOME": str(home), "SPROXXO_STATE_DIR": str(tmp_path / "state")},
+        log_path=tmp_path / "server.log",
+    ).start()
     try:
         out = subprocess.run(
-            [str(Path(sys.executable).with_name("schemathesis")), "run", f"{srv.url}/docs.json",
-             "--checks", "all", "--seed", "20261129", "--max-examples", "25",
-             "--header", f"X-Admin-Token: {ADMIN_TOKEN}", "--no-color",
-             # The timestamp's date-time format plus its 20xx pattern makes hypothesis
-             # discard many drafts; that is generator efficiency, not an API defect.
-             "--suppress-health-check", "filter_too_much"],
-            capture_output=True, text=True, timeout=300, check=False,
+            [
+                str(Path(sys.executable).with_name("schemathesis")),
+                "run",
+                f"{srv.url}/docs.json",
+                "--checks",
+                "all",
+                "--seed",
+                "20261129",
+                "--max-examples",
+                "25",
+                "--header",
+                f"X-Admin-Token: {ADMIN_TOKEN}",
+                "--no-color",
+                # The timestamp's date-time format plus its 20xx pattern makes hypothesis
+                # discard many drafts; that is generator efficiency, not an API defect.
+                "--suppress-health-check",
+                "filter_too_much",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         still_up = httpx.post(f"{srv.url}/predict", json=make_transaction(), timeout=5)
     finally:

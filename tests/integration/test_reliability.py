@@ -70,8 +70,10 @@ class Load:
 
 
 def _server(state: Path, **env: str) -> Server:
-    return Server(env={"SPROXXO_STATE_DIR": str(state), "SPROXXO_PREDLOG_FLUSH_SECONDS": "0.2",
-                       **env}, log_path=state / "server.log")
+    return Server(
+        env={"SPROXXO_STATE_DIR": str(state), "SPROXXO_PREDLOG_FLUSH_SECONDS": "0.2", **env},
+        log_path=state / "server.log",
+    )
 
 
 def test_graceful_shutdown_under_load_loses_nothing(model_tags: list[str], tmp_path: Path) -> None:
@@ -95,8 +97,10 @@ def test_graceful_shutdown_under_load_loses_nothing(model_tags: list[str], tmp_p
     logged = set(read_log(tmp_path / "predictions")["transaction_id"])
     accepted = {tx for _, tx, _ in load.ok}
     assert accepted <= logged, f"{len(accepted - logged)} accepted predictions missing"
-    print(f"graceful: {len(accepted)} accepted, {len(logged)} logged, "
-          f"{load.not_accepted} refused after close")
+    print(
+        f"graceful: {len(accepted)} accepted, {len(logged)} logged, "
+        f"{load.not_accepted} refused after close"
+    )
 
 
 def test_kill_9_restart_keeps_active_model_and_bounded_log_loss(
@@ -128,8 +132,9 @@ def test_kill_9_restart_keeps_active_model_and_bounded_log_loss(
 
 def test_load_shedding_429_and_timeout_504(model_tags: list[str], tmp_path: Path) -> None:
     """Past max_concurrency requests get 429 fast; past the time budget they get 504."""
-    srv = _server(tmp_path, SPROXXO_MAX_CONCURRENCY="2",
-                  SPROXXO_REQUEST_TIMEOUT_SECONDS="0.25").start()
+    srv = _server(
+        tmp_path, SPROXXO_MAX_CONCURRENCY="2", SPROXXO_REQUEST_TIMEOUT_SECONDS="0.25"
+    ).start()
     big = {"transactions": [make_transaction(transaction_id=f"tx-big-{i}") for i in range(1000)]}
     codes: list[tuple[int, float]] = []
     lock = threading.Lock()
@@ -147,8 +152,9 @@ def test_load_shedding_429_and_timeout_504(model_tags: list[str], tmp_path: Path
         for t in threads:
             t.join(60)
         metrics = httpx.get(f"{srv.url}/metrics", timeout=5).text
-        assert httpx.post(f"{srv.url}/predict", json=make_transaction(), timeout=5
-                          ).status_code == 200
+        assert (
+            httpx.post(f"{srv.url}/predict", json=make_transaction(), timeout=5).status_code == 200
+        )
     finally:
         srv.stop()
     statuses = {c for c, _ in codes}
@@ -198,8 +204,12 @@ def private_store(model_tags: list[str], tmp_path: Path, session_state: Path) ->
 
 @pytest.mark.parametrize(
     ("how", "reason"),
-    [("truncated", "sha256"), ("checksum", "sha256"), ("no_metadata", "metadata"),
-     ("libraries", "scikit-learn")],
+    [
+        ("truncated", "sha256"),
+        ("checksum", "sha256"),
+        ("no_metadata", "metadata"),
+        ("libraries", "scikit-learn"),
+    ],
 )
 def test_damaged_model_is_refused_at_activation_and_startup(
     model_tags: list[str], private_store: Path, tmp_path: Path, how: str, reason: str
@@ -214,8 +224,10 @@ def test_damaged_model_is_refused_at_activation_and_startup(
         r = httpx.post(f"{srv.url}/models/{bad.split(':')[1]}/activate", headers=AUTH, timeout=30)
         assert r.status_code == 409, r.text
         assert reason in r.json()["detail"]
-        assert httpx.post(f"{srv.url}/predict", json=make_transaction(), timeout=5
-                          ).json()["model_tag"] == good
+        assert (
+            httpx.post(f"{srv.url}/predict", json=make_transaction(), timeout=5).json()["model_tag"]
+            == good
+        )
     finally:
         srv.stop()
     (state / "active-model.json").write_text(f'{{"tag": "{bad}"}}')

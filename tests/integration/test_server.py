@@ -23,7 +23,7 @@ def _metric(text: str, name: str) -> float:
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name) and not line.startswith("#"):
-            rest = line[len(name):]
+            rest = line[len(name) :]
             if rest[:1] in {" ", "{"}:
                 total += float(line.rsplit(" ", 1)[1])
     return total
@@ -34,8 +34,12 @@ def test_server_predicts_and_batches(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as http:
         one = http.post("/predict", json=make_transaction())
         assert one.status_code == 200, one.text
-        batch = http.post("/predict_batch", json={"transactions": [
-            make_transaction(transaction_id=f"tx-i-{i}") for i in range(20)]})
+        batch = http.post(
+            "/predict_batch",
+            json={
+                "transactions": [make_transaction(transaction_id=f"tx-i-{i}") for i in range(20)]
+            },
+        )
         assert batch.status_code == 200
         assert batch.json()["scored"] == 20
         assert {r["model_tag"] for r in batch.json()["results"]} == {one.json()["model_tag"]}
@@ -45,13 +49,16 @@ def test_server_concurrent_requests_are_micro_batched(server: Server) -> None:
     """Concurrent single requests are scored together: batches < requests (metric)."""
     with httpx.Client(base_url=server.url, timeout=10) as http:
         before = http.get("/metrics").text
-        b_count, b_sum = (_metric(before, "sproxxo_batch_size_count"),
-                          _metric(before, "sproxxo_batch_size_sum"))
+        b_count, b_sum = (
+            _metric(before, "sproxxo_batch_size_count"),
+            _metric(before, "sproxxo_batch_size_sum"),
+        )
 
         def call(i: int) -> int:
             with httpx.Client(base_url=server.url, timeout=10) as c:
-                return c.post("/predict", json=make_transaction(transaction_id=f"tx-c-{i}")
-                              ).status_code
+                return c.post(
+                    "/predict", json=make_transaction(transaction_id=f"tx-c-{i}")
+                ).status_code
 
         with ThreadPoolExecutor(max_workers=32) as pool:
             codes = list(pool.map(call, range(400)))
@@ -83,7 +90,8 @@ def test_server_bad_input_is_4xx_and_service_keeps_serving(
         r = http.post("/predict", content=raw, headers={"content-type": ctype})
         assert r.status_code == status, r.text
         detail = r.json()["detail"]
-        assert detail and all(("loc" in d) or ("field" in d) for d in detail)
+        assert detail
+        assert all(("loc" in d) or ("field" in d) for d in detail)
         assert http.post("/predict", json=make_transaction()).status_code == 200
 
 
@@ -99,9 +107,7 @@ def test_server_admin_token_and_delete_rules(server: Server, model_tags: list[st
         assert http.delete(f"/models/{version}", headers=good).status_code == 409
 
 
-def test_server_hot_swap_under_load_has_no_failures(
-    server: Server, model_tags: list[str]
-) -> None:
+def test_server_hot_swap_under_load_has_no_failures(server: Server, model_tags: list[str]) -> None:
     """Swapping models while requests fly: zero failures, each answer names one version."""
     auth = {"X-Admin-Token": ADMIN_TOKEN}
     stop = threading.Event()
@@ -148,8 +154,14 @@ def test_server_prediction_log_complete_after_sigterm(
                 tx = make_transaction(transaction_id=f"tx-log-{i}")
                 assert http.post("/predict", json=tx).status_code == 200
                 ids.append(tx["transaction_id"])
-            r = http.post("/predict_batch", json={"transactions": [
-                make_transaction(transaction_id=f"tx-logb-{i}") for i in range(40)]})
+            r = http.post(
+                "/predict_batch",
+                json={
+                    "transactions": [
+                        make_transaction(transaction_id=f"tx-logb-{i}") for i in range(40)
+                    ]
+                },
+            )
             ids += [f"tx-logb-{i}" for i in range(40)]
             assert r.status_code == 200
     finally:

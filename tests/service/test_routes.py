@@ -16,7 +16,8 @@ def test_predict_returns_full_assessment(client: TestClient, transaction: dict[s
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["transaction_id"] == transaction["transaction_id"]
-    assert body["valid"] is True and body["violations"] == []
+    assert body["valid"] is True
+    assert body["violations"] == []
     assert 0.0 <= body["fraud_probability"] <= 1.0
     assert body["decision"] in {"approve", "review", "decline"}
     assert body["model_tag"].startswith("sproxxo-fraud:")
@@ -30,9 +31,14 @@ def test_predict_risky_transaction_scores_higher(client: TestClient) -> None:
     """A large night-time online purchase abroad on a new card outscores a grocery run."""
     safe = client.post("/predict", json=make_transaction()).json()
     risky_tx = make_transaction(
-        transaction_id="tx-risky", amount="1850.00", merchant_category="shopping_net",
-        timestamp="2026-11-29T02:30:00-06:00", card_age_days=1, is_foreign=True,
-        merch_lat=40.4, merch_long=-3.7,
+        transaction_id="tx-risky",
+        amount="1850.00",
+        merchant_category="shopping_net",
+        timestamp="2026-11-29T02:30:00-06:00",
+        card_age_days=1,
+        is_foreign=True,
+        merch_lat=40.4,
+        merch_long=-3.7,
     )
     risky = client.post("/predict", json=risky_tx).json()
     assert risky["fraud_probability"] > safe["fraud_probability"]
@@ -81,8 +87,12 @@ def test_predict_missing_field_is_400(client: TestClient) -> None:
     ("raw", "content_type", "status", "rule"),
     [
         (b'{"amount": NaN}', "application/json", 400, None),
-        (b'{"transaction_id": "a", "transaction_id": "b"}', "application/json", 400,
-         "duplicate_key"),
+        (
+            b'{"transaction_id": "a", "transaction_id": "b"}',
+            "application/json",
+            400,
+            "duplicate_key",
+        ),
         (b'{"truncated": ', "application/json", 400, "json_invalid"),
         (b"[" * 50_000 + b"]" * 50_000, "application/json", 400, "json_too_deep"),
         (b"{}", "text/plain", 415, "unsupported_media_type"),
@@ -123,7 +133,8 @@ def test_predict_batch_scores_in_order_and_isolates_bad_items(client: TestClient
     ids = [res["transaction_id"] for res in body["results"]]
     assert ids == [f"tx-b-{i}" for i in range(5)]
     bad = body["results"][2]
-    assert bad["valid"] is False and bad["index"] == 2
+    assert bad["valid"] is False
+    assert bad["index"] == 2
     assert bad["errors"][0]["field"] == "amount"
 
 
@@ -157,7 +168,8 @@ def test_models_list_and_get(client: TestClient, model_tags: list[str]) -> None:
     assert models[model_tags[0]]["metrics"]["roc_auc"] > 0.9
     version = model_tags[1].split(":")[1]
     one = client.get(f"/models/{version}")
-    assert one.status_code == 200 and one.json()["tag"] == model_tags[1]
+    assert one.status_code == 200
+    assert one.json()["tag"] == model_tags[1]
     assert client.get("/models/doesnotexist").status_code == 404
 
 
@@ -191,7 +203,8 @@ def test_health_reports_model_and_log(client: TestClient) -> None:
     r = client.get("/health")
     assert r.status_code == 200
     body = r.json()
-    assert body["status"] == "ready" and body["model"].startswith("sproxxo-fraud:")
+    assert body["status"] == "ready"
+    assert body["model"].startswith("sproxxo-fraud:")
     assert body["predlog"]["sink"] == "FileSink"
     assert body["predlog"]["accepted"] >= body["predlog"]["written"]
 
@@ -206,8 +219,12 @@ def test_readyz_and_metrics(client: TestClient) -> None:
     client.post("/predict", json=make_transaction())
     assert client.get("/readyz").status_code == 200
     text = generate_latest(REGISTRY).decode()
-    for name in ("sproxxo_predictions_total", "sproxxo_fraud_probability_bucket",
-                 "sproxxo_model_loaded", "sproxxo_batch_size_bucket"):
+    for name in (
+        "sproxxo_predictions_total",
+        "sproxxo_fraud_probability_bucket",
+        "sproxxo_model_loaded",
+        "sproxxo_batch_size_bucket",
+    ):
         assert name in text
 
 
@@ -216,6 +233,12 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     r = client.get("/docs.json")
     assert r.status_code == 200
     paths = r.json()["paths"]
-    for route in ("/predict", "/predict_batch", "/models", "/models/{version}",
-                  "/models/{version}/activate", "/health"):
+    for route in (
+        "/predict",
+        "/predict_batch",
+        "/models",
+        "/models/{version}",
+        "/models/{version}/activate",
+        "/health",
+    ):
         assert route in paths

@@ -28,7 +28,7 @@ from sproxxo.model import DEFAULT_PARAMS, evaluate, fit_pipeline, fraud_probabil
 from sproxxo.policy import CostModel, choose_policy
 from sproxxo.settings import get_settings
 from sproxxo.sources.synthetic import generate
-from training.train import compiled_parity, fingerprint, reference_sample
+from sproxxo.registration import compiled_parity, fingerprint, reference_sample
 
 logger = logging.getLogger(__name__)
 TEAM: Final = "{{ cookiecutter.team }}"
