@@ -19,14 +19,16 @@ import json
 import logging
 import signal
 import time
+from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import bentoml
-import numpy as np
+import orjson
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, JsonValue, ValidationError
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sproxxo import metrics, store
@@ -43,7 +45,7 @@ from sproxxo.schemas import (
     Prediction,
     Transaction,
 )
-from sproxxo.scoring import assess
+from sproxxo.scoring import score
 from sproxxo.settings import Settings, get_settings
 from sproxxo.validation import parse_item
 
@@ -447,12 +449,17 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+BatchItem = Annotated[Transaction | JsonValue, Field(union_mode="left_to_right")]
+
+
 class BatchRequest(BaseModel):
     """A batch of transactions; each item is validated on its own."""
 
     model_config = {"json_schema_extra": {"example": {"transactions": [EXAMPLE_TRANSACTION]}}}
 
-    transactions: list[Any] = Field(
+    # Each item is a Transaction when it validates, else kept raw (left_to_right) so that it
+    # is refused on its own: one bad item must not fail the batch.
+    transactions: list[BatchItem] = Field(
         min_length=1,
         max_length=SETTINGS.max_batch_items,
         description=f"1 to {SETTINGS.max_batch_items} transactions (Transaction schema)",
@@ -547,53 +554,67 @@ class FraudScorer:
         )
 
     # ------------------------------------------------------------------ scoring
-    def _score(self, transactions: list[Transaction]) -> list[Assessment]:
+    def _score(self, transactions: list[Transaction]) -> list[dict[str, Any]]:
         bundle = self.active.bundle
         if bundle is None:
             raise ModelUnavailable("no model loaded")
         t0 = time.perf_counter()
-        results, derived = assess(transactions, bundle, now=datetime.now(UTC))
+        scored = score(transactions, bundle, now=datetime.now(UTC))
+        records = scored.records()
         metrics.SCORE_SECONDS.observe(time.perf_counter() - t0)
         metrics.BATCH_SIZE.observe(len(transactions))
-        self._record(transactions, results, derived.matrix, bundle.version)
-        return results
+        self._observe(records, scored.derived.matrix.tolist(), transactions, bundle.version)
+        return records
 
-    def _record(
+    def _observe(
         self,
+        records: list[dict[str, Any]],
+        features: list[list[float]],
         transactions: list[Transaction],
-        results: list[Assessment],
-        matrix: np.ndarray,
         version: str,
     ) -> None:
-        records = []
-        for tx, result, row in zip(transactions, results, matrix, strict=True):
-            metrics.PREDICTIONS.labels(result.decision.value, version).inc()
-            metrics.FRAUD_PROBABILITY.observe(result.fraud_probability)
-            metrics.RISK_SCORE.observe(result.risk.score)
-            for violation in result.violations:
-                metrics.RULE_VIOLATIONS.labels(violation.rule).inc()
-            if result.risk.score > HIGH_RISK_SCORE or not result.valid:
-                logger.info(
-                    json.dumps(
-                        {
-                            "event": "high_risk" if result.valid else "invalid_transaction",
-                            "transaction_id": result.transaction_id,
-                            "rules": [v.rule for v in result.violations],
-                            "risk_score": round(result.risk.score, 4),
-                            "fraud_probability": round(result.fraud_probability, 6),
-                            "decision": result.decision.value,
-                            "model": result.model_tag,
-                        }
-                    )
-                )
-                if result.risk.score > HIGH_RISK_SCORE:
-                    metrics.HIGH_RISK.inc()
-            records.append(build_record(tx, result, row))
-        self.predlog.submit(records)
+        decisions: Counter[str] = Counter()
+        log = []
+        for tx, rec, row in zip(transactions, records, features, strict=True):
+            decisions[rec["decision"]] += 1
+            metrics.FRAUD_PROBABILITY.observe(rec["fraud_probability"])
+            metrics.RISK_SCORE.observe(rec["risk"]["score"])
+            for violation in rec["violations"]:
+                metrics.RULE_VIOLATIONS.labels(violation["rule"]).inc()
+            if rec["risk"]["score"] > HIGH_RISK_SCORE or not rec["valid"]:
+                self._log_notable(rec)
+            log.append(build_record(tx, rec, row))
+        for decision, n in decisions.items():
+            metrics.PREDICTIONS.labels(decision, version).inc(n)
+        self.predlog.submit(log)
         metrics.PREDLOG_DEPTH.set(self.predlog.depth)
 
-    def _unavailable(self) -> JSONResponse:
-        return JSONResponse({"error": "no verified model is loaded", "detail": []}, status_code=503)
+    @staticmethod
+    def _log_notable(rec: dict[str, Any]) -> None:
+        # Transaction id, rule names and scores only: never the card token, name or address.
+        high = rec["risk"]["score"] > HIGH_RISK_SCORE
+        if high:
+            metrics.HIGH_RISK.inc()
+        logger.info(
+            json.dumps(
+                {
+                    "event": "high_risk" if high and rec["valid"] else "invalid_transaction",
+                    "transaction_id": rec["transaction_id"],
+                    "rules": [v["rule"] for v in rec["violations"]],
+                    "risk_score": round(rec["risk"]["score"], 4),
+                    "fraud_probability": round(rec["fraud_probability"], 6),
+                    "decision": rec["decision"],
+                    "model": rec["model_tag"],
+                }
+            )
+        )
+
+    @staticmethod
+    def _json(payload: Any, status: int = 200) -> Response:
+        return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+    def _unavailable(self) -> Response:
+        return self._json({"error": "no verified model is loaded", "detail": []}, 503)
 
     @bentoml.api(route="/predict")
     async def predict(self, transaction: Transaction, /) -> Prediction:
@@ -602,9 +623,9 @@ class FraudScorer:
         self.active.refresh()
         if self.active.bundle is None:
             return self._unavailable()  # type: ignore[return-value]
-        result = await self.batcher.submit(transaction)
-        latency_ms = round((time.perf_counter() - t0) * 1e3, 3)
-        return Prediction.model_construct(**result.__dict__, latency_ms=latency_ms)
+        record = await self.batcher.submit(transaction)
+        record["latency_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
+        return self._json(record)  # type: ignore[return-value]
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(self, request: BatchRequest, /) -> BatchResponse:
@@ -614,39 +635,42 @@ class FraudScorer:
         bundle = self.active.bundle
         if bundle is None:
             return self._unavailable()  # type: ignore[return-value]
-        # Big batches are parsed and scored off the event loop: single-transaction requests
-        # keep flowing and the 504 budget can fire while a batch runs.
-        parsed = await asyncio.to_thread(lambda: [parse_item(i) for i in request.transactions])
-        valid = [p for p in parsed if isinstance(p, Transaction)]
+        items = request.transactions
+        valid = [tx for tx in items if isinstance(tx, Transaction)]
+        # Scored off the event loop: single-transaction requests keep flowing and the 504
+        # budget can fire while a big batch runs.
         scored = iter(await asyncio.to_thread(self._score, valid) if valid else [])
-        results: list[Assessment | BatchItemError] = []
-        for index, (item, p) in enumerate(zip(request.transactions, parsed, strict=True)):
-            if isinstance(p, Transaction):
+        results: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            if isinstance(item, Transaction):
                 results.append(next(scored))
-            else:
-                tx_id = item.get("transaction_id") if isinstance(item, dict) else None
-                results.append(
-                    BatchItemError(
-                        index=index,
-                        transaction_id=tx_id if isinstance(tx_id, str) else None,
-                        errors=p,
-                    )
-                )
-                metrics.INVALID_REQUESTS.labels("batch_item").inc()
-        return BatchResponse(
-            model_tag=bundle.tag,
-            count=len(results),
-            scored=len(valid),
-            refused=len(results) - len(valid),
-            latency_ms=round((time.perf_counter() - t0) * 1e3, 3),
-            results=results,
+                continue
+            errors = parse_item(item)
+            tx_id = item.get("transaction_id") if isinstance(item, dict) else None
+            results.append(
+                BatchItemError(
+                    index=index,
+                    transaction_id=tx_id if isinstance(tx_id, str) else None,
+                    errors=errors if isinstance(errors, list) else [],
+                ).model_dump()
+            )
+            metrics.INVALID_REQUESTS.labels("batch_item").inc()
+        return self._json(
+            {  # type: ignore[return-value]
+                "model_tag": bundle.tag,
+                "count": len(results),
+                "scored": len(valid),
+                "refused": len(results) - len(valid),
+                "latency_ms": round((time.perf_counter() - t0) * 1e3, 3),
+                "results": results,
+            }
         )
 
     @bentoml.api(route="/score", batchable=True, max_batch_size=256, max_latency_ms=100)
     def score(self, transactions: list[Transaction]) -> list[Assessment]:
         """BentoML adaptive batching: concurrent list requests merged into one model call."""
         self.active.refresh()
-        return self._score(transactions)
+        return [Assessment.model_construct(**r) for r in self._score(transactions)]
 
 
 FraudScorer.add_asgi_middleware(RequestGuard, max_body_bytes=SETTINGS.max_body_bytes)

@@ -33,7 +33,7 @@ BUNDLE_FORMAT: Final = 1
 PIPELINE_FILE: Final = "pipeline.pkl"
 MANIFEST_FILE: Final = "bundle.json"
 REFERENCE_FILE: Final = "reference.parquet"
-COMPILED_MAX_ROWS: Final = 256
+COMPILED_CHUNK: Final = 128
 
 
 class DataFingerprint(BaseModel):
@@ -85,12 +85,19 @@ class ModelBundle:
     def predict_matrix(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Calibrated P(fraud) for a feature matrix built by `build_features`.
 
-        Small batches take the compiled trees (same values, far less overhead); large ones
-        take sklearn's multi-row Cython loop, which is faster there.
+        The compiled trees give the same values as sklearn with far less overhead; they are
+        fastest on blocks of about a hundred rows, so large batches go in chunks.
         """
-        if self.compiled is not None and matrix.shape[0] <= COMPILED_MAX_ROWS:
+        if self.compiled is None:
+            return np.asarray(self.pipeline[-1].predict_proba(matrix)[:, 1], dtype=np.float64)
+        if matrix.shape[0] <= COMPILED_CHUNK:
             return self.compiled.predict(matrix)
-        return np.asarray(self.pipeline[-1].predict_proba(matrix)[:, 1], dtype=np.float64)
+        return np.concatenate(
+            [
+                self.compiled.predict(matrix[i : i + COMPILED_CHUNK])
+                for i in range(0, matrix.shape[0], COMPILED_CHUNK)
+            ]
+        )
 
 
 def sha256_file(path: Path) -> str:

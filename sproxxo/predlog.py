@@ -19,19 +19,17 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-import numpy as np
-import numpy.typing as npt
 import orjson
 import pandas as pd
 
 from sproxxo.features import FEATURE_NAMES
-from sproxxo.schemas import Assessment, Transaction
+from sproxxo.schemas import Transaction
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +69,12 @@ class FileSink:
 
     def write(self, records: list[Record]) -> None:
         """Append records, grouped by their hour partition, and fsync."""
-        by_path: dict[Path, list[bytes]] = {}
+        by_hour: dict[str, list[bytes]] = {}
         for rec in records:
-            when = datetime.fromisoformat(rec["logged_at"])
-            by_path.setdefault(self.path_for(when), []).append(orjson.dumps(rec) + b"\n")
-        for path, lines in by_path.items():
+            # logged_at is ISO UTC: its first 13 characters name the hour partition.
+            by_hour.setdefault(rec["logged_at"][:13], []).append(orjson.dumps(rec) + b"\n")
+        for hour, lines in by_hour.items():
+            path = self.path_for(datetime.fromisoformat(hour + ":00:00+00:00"))
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("ab") as handle:
                 handle.write(b"".join(lines))
@@ -214,21 +213,22 @@ def read_log(
     return frame[keep].reset_index(drop=True)
 
 
-def build_record(tx: Transaction, result: Assessment, features: npt.NDArray[np.float64]) -> Record:
-    """One prediction-log record: no card token, name or address; features for drift."""
+def build_record(tx: Transaction, result: Mapping[str, Any], features: Sequence[float]) -> Record:
+    """One prediction-log record from an assessment (as `Scored.records()` gives it): no
+    card token, name or address; the model's features for drift monitoring."""
     record: Record = {
         "transaction_id": tx.transaction_id,
         "logged_at": now_iso(),
         "event_time": tx.timestamp.isoformat(),
-        "model_tag": result.model_tag,
+        "model_tag": result["model_tag"],
         "amount": float(tx.amount),
         "merchant_category": tx.merchant_category.value,
-        "valid": result.valid,
-        "violations": [v.rule for v in result.violations],
-        "risk_score": result.risk.score,
-        "fraud_probability": result.fraud_probability,
-        "decision": result.decision.value,
-        "reason_codes": result.reason_codes,
+        "valid": result["valid"],
+        "violations": [v["rule"] for v in result["violations"]],
+        "risk_score": result["risk"]["score"],
+        "fraud_probability": result["fraud_probability"],
+        "decision": result["decision"],
+        "reason_codes": result["reason_codes"],
     }
-    record.update(zip(FEATURE_NAMES, features.tolist(), strict=True))
+    record.update(zip(FEATURE_NAMES, features, strict=True))
     return record

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sproxxo.bundle import COMPILED_MAX_ROWS, ModelBundle
+from sproxxo.bundle import COMPILED_CHUNK, ModelBundle
 from sproxxo.features import FEATURE_NAMES, build_features
 from sproxxo.forest import CompiledModel, compile_model
 from sproxxo.model import fit_pipeline, time_split
@@ -83,9 +83,9 @@ def test_compile_model_records_every_calibrator(fitted: dict[str, Any]) -> None:
     assert len(fitted["compiled"].calibrators) == len(calibrated.calibrated_classifiers_)
 
 
-@pytest.mark.parametrize("rows", [1, COMPILED_MAX_ROWS, COMPILED_MAX_ROWS + 1, 2000])
+@pytest.mark.parametrize("rows", [1, COMPILED_CHUNK, COMPILED_CHUNK + 1, 2000])
 def test_model_bundle_predict_matrix_same_on_both_paths(fitted: dict[str, Any], rows: int) -> None:
-    """ModelBundle.predict_matrix gives sklearn's values whichever path the batch size takes."""
+    """ModelBundle.predict_matrix gives sklearn's values whole or in chunks."""
     bundle = ModelBundle(pipeline=fitted["pipeline"], metadata=None, compiled=fitted["compiled"])  # type: ignore[arg-type]
     matrix = fitted["matrix"][:rows]
     np.testing.assert_allclose(

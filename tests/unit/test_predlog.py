@@ -191,7 +191,7 @@ def test_build_record_has_no_card_token() -> None:
     """A log record carries the decision and features but no card token anywhere."""
     tx = Transaction.model_validate_json(json.dumps(EXAMPLE_TRANSACTION))
     features = np.arange(len(FEATURE_NAMES), dtype=np.float64)
-    record = build_record(tx, _assessment(tx), features)
+    record = build_record(tx, _assessment(tx).model_dump(mode="json"), features.tolist())
     assert "card_id" not in record
     assert tx.card_id not in orjson.dumps(record).decode()
     assert record["transaction_id"] == tx.transaction_id
