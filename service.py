@@ -37,11 +37,13 @@ from sproxxo.batching import MicroBatcher
 from sproxxo.errors import ModelUnavailable
 from sproxxo.predlog import NullSink, PredictionLog, Sink, build_record
 from sproxxo.risk import HIGH_RISK_SCORE
+from sproxxo.rules import RULE_NAMES
 from sproxxo.schemas import (
     EXAMPLE_TRANSACTION,
     Assessment,
     BatchItemError,
     BatchResponse,
+    Decision,
     Prediction,
     Transaction,
 )
@@ -440,6 +442,28 @@ class ClientErrorLogFilter(logging.Filter):
         return True
 
 
+def _init_metric_series(version: str | None) -> None:
+    """Create every labelled series at 0 so dashboards and alerts see them from the start."""
+    for reason in ("queue_full", "sink_error", "closed"):
+        metrics.PREDLOG_DROPPED.labels(reason)
+    for rule in RULE_NAMES:
+        metrics.RULE_VIOLATIONS.labels(rule)
+    for event in ("load", "swap", "refused"):
+        metrics.MODEL_EVENTS.labels(event)
+    for reason in (
+        "json_invalid",
+        "duplicate_key",
+        "json_too_deep",
+        "max_body_bytes",
+        "unsupported_media_type",
+        "batch_item",
+    ):
+        metrics.INVALID_REQUESTS.labels(reason)
+    if version:
+        for decision in Decision:
+            metrics.PREDICTIONS.labels(decision.value, version)
+
+
 def _tune_gc() -> None:
     # BentoML workers hold ~300k objects; default thresholds trigger full collections that
     # stall requests for 100-200 ms (SERVING-NOTES). Freeze start-up objects and make
@@ -483,6 +507,7 @@ class FraudScorer:
         )
         self.active.start(SETTINGS.model_tag, shipped=_shipped_model())
         self.publish_model_info(None)
+        _init_metric_series(self.active.bundle.version if self.active.bundle else None)
         self.predlog = PredictionLog(
             _make_sink(SETTINGS),
             queue_size=SETTINGS.predlog_queue_size,

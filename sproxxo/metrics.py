@@ -1,4 +1,9 @@
-"""Prometheus metric definitions (prometheus_client); only service.py updates them."""
+"""Prometheus metric definitions (prometheus_client); only service.py updates them.
+
+Shed (429), timed-out (504) and in-flight requests are BentoML's own metrics
+(`bentoml_service_request_total{http_response_code=...}`,
+`bentoml_service_request_in_progress`): its middlewares answer those before our code runs.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +30,6 @@ RULE_VIOLATIONS = Counter("sproxxo_rule_violations_total", "Business-rule violat
 INVALID_REQUESTS = Counter(
     "sproxxo_invalid_requests_total", "Requests refused with a 4xx", ["reason"]
 )
-REJECTED = Counter(
-    "sproxxo_rejected_requests_total", "Requests shed (429) or timed out (504)", ["reason"]
-)
 SCORE_SECONDS = Histogram(
     "sproxxo_score_seconds", "In-process scoring time per model call", buckets=SECONDS_BUCKETS
 )
@@ -48,7 +50,4 @@ PREDLOG_DEPTH = Gauge(
 PREDLOG_WRITTEN = Counter("sproxxo_predlog_written_total", "Prediction-log records written")
 PREDLOG_DROPPED = Counter(
     "sproxxo_predlog_dropped_total", "Prediction-log records dropped", ["reason"]
-)
-IN_FLIGHT = Gauge(
-    "sproxxo_in_flight_requests", "Requests being served", multiprocess_mode="livesum"
 )

@@ -38,8 +38,24 @@ class Server:
         """Base URL."""
         return f"http://127.0.0.1:{self.port}"
 
+    def _isolated_home(self) -> None:
+        # BentoML keeps its Prometheus multiprocess files under BENTOML_HOME and wipes them
+        # at start-up: two servers on one home clobber each other's metrics. Give each
+        # server its own home that links to the shared models and bentos.
+        if "BENTOML_HOME" in self.env or self.log_path is None:
+            return
+        shared = Path(os.environ["BENTOML_HOME"])
+        home = self.log_path.parent / f"bentoml-home-{self.port}"
+        home.mkdir(parents=True, exist_ok=True)
+        for name in ("models", "bentos"):
+            (shared / name).mkdir(parents=True, exist_ok=True)
+            if not (home / name).exists():
+                (home / name).symlink_to(shared / name, target_is_directory=True)
+        self.env = {**self.env, "BENTOML_HOME": str(home)}
+
     def start(self, timeout: float = 90.0) -> Server:
         """Launch and wait until /readyz answers 200 (never a blind sleep)."""
+        self._isolated_home()
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = (self.log_path or Path(os.devnull)).open("ab")

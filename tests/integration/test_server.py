@@ -172,3 +172,26 @@ def test_server_prediction_log_complete_after_sigterm(
     text = "\n".join(p.read_text() for p in (tmp_path / "predictions").rglob("*.jsonl"))
     assert "card_ab12cd34ef" not in text
     assert not re.search(r"(?<![\w.])\d{13,19}(?![\w.])", text)  # no PAN-like run
+
+
+def test_server_exports_every_metric_alerts_and_dashboards_use(
+    server: Server, model_tags: list[str]
+) -> None:
+    """Each metric referenced by alerts.yml, Grafana and GCP exists on the real /metrics."""
+    from monitoring.metrics_catalog import drift_metrics, log_based_metrics, referenced_metrics
+
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        assert http.post("/predict", json=make_transaction()).status_code == 200
+        scored = http.post("/score", json={"transactions": [make_transaction()]})
+        assert scored.status_code == 200
+        text = http.get("/metrics").text
+    exported = {
+        line.split("{")[0].split(" ")[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    prometheus_own = {"up", "ALERTS", "ALERTS_FOR_STATE"}  # made by Prometheus, not scraped
+    wanted = referenced_metrics() - drift_metrics() - log_based_metrics() - prometheus_own
+    assert wanted, "no metric referenced at all?"
+    missing = sorted(m for m in wanted if m not in exported)
+    assert missing == [], f"referenced but not exported: {missing}"
