@@ -8,7 +8,7 @@ PORT ?= 3000
 ROWS ?= 200000
 
 .PHONY: help uv install run train serve test test-unit test-integration lint typing \
-        requirements bento containerize bench load load-smoke drift clean
+        requirements bento containerize bench load drift clean
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'

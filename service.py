@@ -695,6 +695,8 @@ class FraudScorer:
     def score(self, transactions: list[Transaction]) -> list[Assessment]:
         """BentoML adaptive batching: concurrent list requests merged into one model call."""
         self.active.refresh()
+        if self.active.bundle is None:
+            return self._unavailable()  # type: ignore[return-value]
         return [Assessment.model_construct(**r) for r in self._score(transactions)]
 
 
