@@ -106,6 +106,23 @@ def git_sha() -> str:
     return (sha or "nogit") + ("-dirty" if dirty else "")
 
 
+def bentofile() -> Path:
+    """bentofile.yaml, or a copy pinned to $BENTO_BASE_IMAGE (CI sets an image by digest)."""
+    base = os.environ.get("BENTO_BASE_IMAGE", "")
+    if not base:
+        return ROOT / "bentofile.yaml"
+    if "@sha256:" not in base:
+        sys.exit(f"BENTO_BASE_IMAGE must be pinned by digest (name@sha256:...), got {base!r}")
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "bentofile.yaml").read_text(encoding="utf-8"))
+    spec["docker"].pop("python_version", None)  # the base image decides the Python
+    spec["docker"]["base_image"] = base
+    pinned = BUILD / "bentofile.yaml"
+    pinned.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return pinned
+
+
 def main() -> int:
     """Export, check, build; print the Bento tag last."""
     export_requirements()
@@ -117,6 +134,8 @@ def main() -> int:
         [
             "bentoml",
             "build",
+            "-f",
+            str(bentofile()),
             "--version",
             f"{model_version}-{sha}",
             "-o",

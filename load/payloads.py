@@ -12,11 +12,11 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any, Final
 
 import pandas as pd
 
+from sproxxo.features import transaction_body
 from sproxxo.schemas import EXAMPLE_TRANSACTION
 from sproxxo.sources.synthetic import generate
 
@@ -44,23 +44,11 @@ def body_from_row(
 ) -> dict[str, Any]:
     """One /predict body from a canonical generator row, timestamped `age` before `now`."""
     return {
+        **transaction_body(row),
         "transaction_id": f"tx-load-{index:08d}",
-        "card_id": str(row["card_id"]),
-        "amount": str(Decimal(str(row["amount"])).quantize(Decimal("0.01"))),
-        "currency": str(row["currency"]),
         "timestamp": _local_time(
             float(row["epoch_seconds"]), int(row["utc_offset_minutes"]), now, age
         ),
-        "merchant_id": str(row["merchant_id"]),
-        "merchant_category": str(row["merchant_category"]),
-        "lat": float(row["lat"]),
-        "long": float(row["long"]),
-        "merch_lat": float(row["merch_lat"]),
-        "merch_long": float(row["merch_long"]),
-        "card_age_days": int(row["card_age_days"]),
-        "is_foreign": bool(row["is_foreign"]),
-        "customer_age": int(row["customer_age"]),
-        "city_pop": int(row["city_pop"]),
     }
 
 

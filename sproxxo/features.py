@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import numpy as np
@@ -69,20 +70,8 @@ _CATEGORY_CODE: Final = {name: float(i) for i, name in enumerate(CATEGORIES)}
 _TYPICAL: Final = np.array([CATEGORY_TYPICAL_AMOUNT_USD[c] for c in CATEGORIES])
 _ONLINE: Final = np.array([float(c in ONLINE_CATEGORIES) for c in CATEGORIES])
 _EARTH_RADIUS_KM: Final = 6371.0088
-_NEEDED: Final = (
-    "amount",
-    "epoch_seconds",
-    "utc_offset_minutes",
-    "merchant_category",
-    "lat",
-    "long",
-    "merch_lat",
-    "merch_long",
-    "card_age_days",
-    "is_foreign",
-    "customer_age",
-    "city_pop",
-)
+_IDENTIFIERS: Final = frozenset({"transaction_id", "card_id", "currency", "merchant_id"})
+_NEEDED: Final = tuple(c for c in CANONICAL_COLUMNS if c not in _IDENTIFIERS)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -202,3 +191,26 @@ def columns_from_transactions(transactions: Sequence[Transaction]) -> dict[str, 
         cols["customer_age"].append(tx.customer_age)
         cols["city_pop"].append(tx.city_pop)
     return cols
+
+
+def transaction_body(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON body of the `Transaction` a canonical row describes (inverse of
+    `columns_from_transactions`): local timestamp from epoch seconds and offset."""
+    zone = timezone(timedelta(minutes=int(row["utc_offset_minutes"])))
+    return {
+        "transaction_id": str(row["transaction_id"]),
+        "card_id": str(row["card_id"]),
+        "amount": f"{float(row['amount']):.2f}",
+        "currency": str(row["currency"]),
+        "timestamp": datetime.fromtimestamp(int(row["epoch_seconds"]), tz=zone).isoformat(),
+        "merchant_id": str(row["merchant_id"]),
+        "merchant_category": str(row["merchant_category"]),
+        "lat": float(row["lat"]),
+        "long": float(row["long"]),
+        "merch_lat": float(row["merch_lat"]),
+        "merch_long": float(row["merch_long"]),
+        "card_age_days": int(row["card_age_days"]),
+        "is_foreign": bool(row["is_foreign"]),
+        "customer_age": int(row["customer_age"]),
+        "city_pop": int(row["city_pop"]),
+    }

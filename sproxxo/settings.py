@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     model_tag: str = Field(default="", description="Pin a model version; empty = the champion.")
     admin_token: SecretStr = SecretStr(DEV_ADMIN_TOKEN)
     log_level: str = "INFO"
+    card_token_key: SecretStr = Field(
+        default=SecretStr("sproxxo-local-card-token-key"),
+        description="HMAC key that turns card numbers into tokens when importing files.",
+    )
 
     predlog_sink: Literal["file", "bigquery", "none"] = "file"
     predlog_dir: Path | None = None

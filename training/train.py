@@ -66,6 +66,7 @@ def load_data(args: argparse.Namespace) -> pd.DataFrame:
         until=args.until,
         table=args.table,
         project=args.project,
+        token_key=get_settings().card_token_key.get_secret_value().encode(),
     )
 
 

@@ -21,6 +21,7 @@ def load_source(
     until: str | None = None,
     table: str | None = None,
     project: str | None = None,
+    token_key: bytes | None = None,
 ) -> pd.DataFrame:
     """Load canonical columns plus `is_fraud` from the named source."""
     from pathlib import Path
@@ -36,7 +37,7 @@ def load_source(
 
         if not path:
             raise DataSourceError("--path is required for the file source")
-        return load_file(Path(path))
+        return load_file(Path(path), **({"token_key": token_key} if token_key else {}))
     if name == "bigquery":
         from sproxxo.sources.bigquery import load_bigquery
 

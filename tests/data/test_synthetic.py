@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN, build_features
+from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN, build_features, transaction_body
 from sproxxo.schemas import CATEGORIES, Transaction
 from sproxxo.sources import load_source
 from sproxxo.sources.files import check_frame
@@ -97,26 +97,7 @@ def test_generate_fraud_differs_from_legit(frame: pd.DataFrame) -> None:
 
 
 def _as_transaction_json(row: pd.Series) -> str:
-    zone = timezone(timedelta(minutes=int(row["utc_offset_minutes"])))
-    when = datetime.fromtimestamp(int(row["epoch_seconds"]), tz=zone)
-    body = {
-        "transaction_id": row["transaction_id"],
-        "card_id": row["card_id"],
-        "amount": f"{row['amount']:.2f}",
-        "currency": row["currency"],
-        "timestamp": when.isoformat(),
-        "merchant_id": row["merchant_id"],
-        "merchant_category": row["merchant_category"],
-        "lat": float(row["lat"]),
-        "long": float(row["long"]),
-        "merch_lat": float(row["merch_lat"]),
-        "merch_long": float(row["merch_long"]),
-        "card_age_days": int(row["card_age_days"]),
-        "is_foreign": bool(row["is_foreign"]),
-        "customer_age": int(row["customer_age"]),
-        "city_pop": int(row["city_pop"]),
-    }
-    return json.dumps(body)
+    return json.dumps(transaction_body(row))
 
 
 def test_generate_rows_validate_as_transactions(frame: pd.DataFrame) -> None:
