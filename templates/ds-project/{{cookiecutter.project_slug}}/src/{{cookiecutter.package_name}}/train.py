@@ -26,9 +26,9 @@ from sproxxo.cli import configure_logging, run
 from sproxxo.features import LABEL_COLUMN
 from sproxxo.model import DEFAULT_PARAMS, evaluate, fit_pipeline, fraud_probability, time_split
 from sproxxo.policy import CostModel, choose_policy
+from sproxxo.registration import compiled_parity, fingerprint, reference_sample
 from sproxxo.settings import get_settings
 from sproxxo.sources.synthetic import generate
-from sproxxo.registration import compiled_parity, fingerprint, reference_sample
 
 logger = logging.getLogger(__name__)
 TEAM: Final = "{{ cookiecutter.team }}"
