@@ -8,6 +8,7 @@ are `FEATURE_NAMES`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -19,12 +20,13 @@ import numpy.typing as npt
 from sproxxo.errors import FeatureSchemaMismatch
 from sproxxo.risk import (
     CATEGORY_TYPICAL_AMOUNT_USD,
+    INDICATORS,
     NEW_CARD_DAYS,
     BoolArray,
     FloatArray,
     IndicatorInputs,
-    fire_indicators,
-    risk_scores,
+    indicator_flags,
+    noisy_or,
 )
 from sproxxo.schemas import CATEGORIES, ONLINE_CATEGORIES, Transaction
 
@@ -72,6 +74,7 @@ _ONLINE: Final = np.array([float(c in ONLINE_CATEGORIES) for c in CATEGORIES])
 _EARTH_RADIUS_KM: Final = 6371.0088
 _IDENTIFIERS: Final = frozenset({"transaction_id", "card_id", "currency", "merchant_id"})
 _NEEDED: Final = tuple(c for c in CANONICAL_COLUMNS if c not in _IDENTIFIERS)
+_NUMERIC: Final = tuple(c for c in _NEEDED if c != "merchant_category")
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,20 +85,38 @@ Columns: TypeAlias = "Mapping[str, Any] | pd.DataFrame"
 
 @dataclass(frozen=True)
 class Derived:
-    """Features plus the indicator matrix and risk score computed on the way."""
+    """Features plus the indicators (verdicts and measured values) and the risk score."""
 
     matrix: FloatArray
     fired: BoolArray
-    inputs: IndicatorInputs
+    values: FloatArray
     risk_score: FloatArray
 
 
-def haversine_km(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> FloatArray:
-    """Great-circle distance in km between two arrays of coordinates in degrees."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp, dl = p2 - p1, np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return np.asarray(2 * _EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(a, 1.0))))
+def haversine_km(lat1: Any, lon1: Any, lat2: Any, lon2: Any, *, xp: Any = np) -> Any:
+    """Great-circle distance in km between coordinates in degrees (arrays, or floats with
+    `xp=_SCALAR`)."""
+    p1, p2 = xp.radians(lat1), xp.radians(lat2)
+    dp, dl = p2 - p1, xp.radians(lon2 - lon1)
+    a = xp.sin(dp / 2) ** 2 + xp.cos(p1) * xp.cos(p2) * xp.sin(dl / 2) ** 2
+    return 2 * _EARTH_RADIUS_KM * xp.arcsin(xp.sqrt(xp.minimum(a, 1.0)))
+
+
+class _Scalar:
+    """The numpy functions `_formulas` uses, for one transaction as Python floats: the same
+    formulas then run without numpy's per-call overhead (~1 us a call on one element)."""
+
+    radians = staticmethod(math.radians)
+    sin = staticmethod(math.sin)
+    cos = staticmethod(math.cos)
+    arcsin = staticmethod(math.asin)
+    sqrt = staticmethod(math.sqrt)
+    minimum = staticmethod(min)
+    floor = staticmethod(math.floor)
+    log1p = staticmethod(math.log1p)
+
+
+_SCALAR: Final = _Scalar()
 
 
 def category_codes(values: Any) -> npt.NDArray[np.intp]:
@@ -118,50 +139,90 @@ def _column(columns: Columns, name: str) -> FloatArray:
     return np.asarray(columns[name], dtype=np.float64)
 
 
+def _formulas(
+    xp: Any, raw: dict[str, Any], code: Any, typical: Any, online: Any
+) -> tuple[IndicatorInputs, list[Any], Any]:
+    """Every feature formula, written once for arrays (xp=np) and floats (xp=_SCALAR).
+
+    Returns the indicator inputs, the feature values in `FEATURE_NAMES` order and the
+    indicator flags.
+    """
+    amount = raw["amount"]
+    local = raw["epoch_seconds"] + 60.0 * raw["utc_offset_minutes"]
+    inputs = IndicatorInputs(
+        amount=amount,
+        amount_to_typical=amount / typical,
+        local_hour=xp.floor(local / 3600.0) % 24,
+        distance_km=haversine_km(
+            raw["lat"], raw["long"], raw["merch_lat"], raw["merch_long"], xp=xp
+        ),
+        card_age_days=raw["card_age_days"],
+        is_foreign=raw["is_foreign"],
+        is_online=online,
+    )
+    flags = indicator_flags(inputs)
+    features = [
+        xp.log1p(amount),
+        inputs.amount_to_typical,
+        inputs.local_hour,
+        (xp.floor(local / 86400.0) + 3) % 7,  # 1970-01-01 was a Thursday; Monday = 0
+        flags[2],
+        inputs.distance_km,
+        raw["customer_age"],
+        inputs.card_age_days,
+        inputs.card_age_days < NEW_CARD_DAYS,
+        inputs.is_foreign,
+        code,
+        inputs.is_online,
+        xp.log1p(raw["city_pop"]),
+        noisy_or(flags),
+    ]
+    return inputs, features, flags
+
+
 def derive(columns: Columns) -> Derived:
     """Compute the feature matrix, the indicators and the risk score in one pass.
 
-    Written for one row as much as for a million: columns are filled into a preallocated
-    matrix (no stacking), so a single transaction costs a few dozen small numpy calls.
+    One transaction runs the formulas on Python floats; more run them on numpy arrays
+    filled into a preallocated matrix. Both paths share `_formulas`.
     """
     missing = [c for c in _NEEDED if c not in columns]
     if missing:
         raise FeatureSchemaMismatch(f"missing columns: {', '.join(missing)}")
-    amount = _column(columns, "amount")
-    local = _column(columns, "epoch_seconds") + 60.0 * _column(columns, "utc_offset_minutes")
+    if len(columns["amount"]) == 1:
+        return _derive_one(columns)
     codes = category_codes(columns["merchant_category"])
-    inputs = IndicatorInputs(
-        amount=amount,
-        amount_to_typical=amount / _TYPICAL[codes],
-        local_hour=np.floor(local / 3600.0) % 24,
-        distance_km=haversine_km(
-            _column(columns, "lat"),
-            _column(columns, "long"),
-            _column(columns, "merch_lat"),
-            _column(columns, "merch_long"),
-        ),
-        card_age_days=_column(columns, "card_age_days"),
-        is_foreign=_column(columns, "is_foreign"),
-        is_online=_ONLINE[codes],
+    raw = {name: _column(columns, name) for name in _NUMERIC}
+    inputs, features, flags = _formulas(np, raw, codes, _TYPICAL[codes], _ONLINE[codes])
+    out = np.empty((len(codes), len(FEATURE_NAMES)), dtype=np.float64)
+    for k, column in enumerate(features):
+        out[:, k] = column
+    fired = np.empty((len(codes), len(INDICATORS)), dtype=np.bool_)
+    for k, flag in enumerate(flags):
+        fired[:, k] = flag
+    values = np.empty((len(codes), len(INDICATORS)), dtype=np.float64)
+    for k, quantity in enumerate(inputs.as_tuple()):
+        values[:, k] = quantity
+    return Derived(matrix=out, fired=fired, values=values, risk_score=out[:, -1].copy())
+
+
+def _first(values: Any) -> Any:
+    return values.iloc[0] if hasattr(values, "iloc") else values[0]
+
+
+def _derive_one(columns: Columns) -> Derived:
+    code = category_codes(columns["merchant_category"])[0]
+    raw = {name: float(_first(columns[name])) for name in _NUMERIC}
+    inputs, features, flags = _formulas(
+        _SCALAR, raw, float(code), float(_TYPICAL[code]), float(_ONLINE[code])
     )
-    fired = fire_indicators(inputs)
-    score = risk_scores(fired)
-    out = np.empty((len(amount), len(FEATURE_NAMES)), dtype=np.float64)
-    out[:, 0] = np.log1p(amount)
-    out[:, 1] = inputs.amount_to_typical
-    out[:, 2] = inputs.local_hour
-    out[:, 3] = (np.floor(local / 86400.0) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
-    out[:, 4] = fired[:, 2]
-    out[:, 5] = inputs.distance_km
-    out[:, 6] = _column(columns, "customer_age")
-    out[:, 7] = inputs.card_age_days
-    out[:, 8] = inputs.card_age_days < NEW_CARD_DAYS
-    out[:, 9] = inputs.is_foreign
-    out[:, 10] = codes
-    out[:, 11] = inputs.is_online
-    out[:, 12] = np.log1p(_column(columns, "city_pop"))
-    out[:, 13] = score
-    return Derived(matrix=out, fired=fired, inputs=inputs, risk_score=score)
+    matrix = np.array([features], dtype=np.float64)
+    return Derived(
+        matrix=matrix,
+        fired=np.array([flags], dtype=np.bool_),
+        values=np.array([inputs.as_tuple()], dtype=np.float64),
+        risk_score=matrix[:, -1].copy(),
+    )
 
 
 def build_features(columns: Columns) -> FloatArray:

@@ -91,7 +91,7 @@ def evaluate(
     for name, threshold in (("review", policy.review_at), ("decline", policy.decline_at)):
         flagged = probabilities >= threshold
         tp = float((flagged & (y == 1)).sum())
-        metrics[f"precision_at_{name}"] = tp / flagged.sum() if flagged.any() else 0.0
+        metrics[f"precision_at_{name}"] = tp / float(flagged.sum()) if flagged.any() else 0.0
         metrics[f"recall_at_{name}"] = tp / float(y.sum())
         metrics[f"{name}_rate"] = float(flagged.mean())
     cost = expected_cost(probabilities, y, amounts, policy)

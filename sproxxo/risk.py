@@ -14,7 +14,7 @@ learns the real interactions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -71,28 +71,58 @@ BoolArray = npt.NDArray[np.bool_]
 
 @dataclass(frozen=True)
 class IndicatorInputs:
-    """The measured quantities the indicators look at, one array entry per transaction."""
+    """The measured quantities the indicators look at: arrays (one entry per transaction)
+    or, on the single-transaction path, plain floats."""
 
-    amount: FloatArray
-    amount_to_typical: FloatArray
-    local_hour: FloatArray
-    distance_km: FloatArray
-    card_age_days: FloatArray
-    is_foreign: FloatArray
-    is_online: FloatArray
+    amount: Any
+    amount_to_typical: Any
+    local_hour: Any
+    distance_km: Any
+    card_age_days: Any
+    is_foreign: Any
+    is_online: Any
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The quantities in `INDICATORS` order."""
+        return (
+            self.amount,
+            self.amount_to_typical,
+            self.local_hour,
+            self.distance_km,
+            self.card_age_days,
+            self.is_foreign,
+            self.is_online,
+        )
+
+
+def indicator_flags(inputs: IndicatorInputs) -> tuple[Any, ...]:
+    """Each indicator's verdict, in `INDICATORS` order. Plain comparisons only, so the same
+    code serves numpy arrays (a batch) and Python floats (one transaction)."""
+    start, end = LATE_NIGHT_HOURS
+    return (
+        inputs.amount > HIGH_AMOUNT_USD,
+        inputs.amount_to_typical > UNUSUAL_AMOUNT_RATIO,
+        (inputs.local_hour >= start) & (inputs.local_hour < end),
+        inputs.distance_km > FAR_FROM_HOME_KM,
+        inputs.card_age_days < NEW_CARD_DAYS,
+        inputs.is_foreign > 0,
+        inputs.is_online > 0,
+    )
+
+
+def noisy_or(flags: tuple[Any, ...]) -> Any:
+    """The risk score of a tuple of flags (arrays or bools): 1 - prod(1 - w_i * s_i)."""
+    keep = 1.0
+    for weight, flag in zip(_WEIGHTS.tolist(), flags, strict=True):
+        keep = keep * (1.0 - weight * flag)
+    return 1.0 - keep
 
 
 def fire_indicators(inputs: IndicatorInputs) -> BoolArray:
     """Evaluate every indicator; returns an (n, len(INDICATORS)) boolean matrix."""
-    start, end = LATE_NIGHT_HOURS
     fired = np.empty((len(inputs.amount), len(INDICATORS)), dtype=np.bool_)
-    fired[:, 0] = inputs.amount > HIGH_AMOUNT_USD
-    fired[:, 1] = inputs.amount_to_typical > UNUSUAL_AMOUNT_RATIO
-    fired[:, 2] = (inputs.local_hour >= start) & (inputs.local_hour < end)
-    fired[:, 3] = inputs.distance_km > FAR_FROM_HOME_KM
-    fired[:, 4] = inputs.card_age_days < NEW_CARD_DAYS
-    fired[:, 5] = inputs.is_foreign > 0
-    fired[:, 6] = inputs.is_online > 0
+    for k, flag in enumerate(indicator_flags(inputs)):
+        fired[:, k] = flag
     return fired
 
 

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from sproxxo.bundle import ModelBundle
 from sproxxo.features import Derived, columns_from_transactions, derive
 from sproxxo.policy import decide, reason_codes
-from sproxxo.risk import INDICATORS, indicator_values
+from sproxxo.risk import INDICATORS
 from sproxxo.rules import check_rules
 from sproxxo.schemas import Assessment, Decision, RuleViolation, Transaction
 
@@ -41,7 +41,7 @@ class Scored:
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per transaction, with exactly `Assessment`'s fields."""
-        values = np.round(indicator_values(self.derived.inputs), 4).tolist()
+        values = np.round(self.derived.values, 4).tolist()
         fired = self.derived.fired.tolist()
         scores = self.derived.risk_score.tolist()
         probabilities = self.probabilities.tolist()
