@@ -267,3 +267,17 @@ def test_columns_from_transactions_same_instant_different_zone() -> None:
     cols = columns_from_transactions([utc, mexico])
     assert cols["epoch_seconds"][0] == cols["epoch_seconds"][1]
     assert build_features(cols)[:, COL["hour"]].tolist() == [8.0, 2.0]
+
+
+def test_derive_single_row_path_matches_batch_path() -> None:
+    """One transaction (float formulas) gives the batch path's features and indicators."""
+    from sproxxo.features import derive
+    from sproxxo.sources.synthetic import generate
+
+    frame = generate(3000, seed=21)
+    batch = derive(frame)
+    for i in range(0, 3000, 7):
+        one = derive(frame.iloc[i : i + 1])
+        np.testing.assert_allclose(one.matrix[0], batch.matrix[i], rtol=1e-12, atol=1e-9)
+        np.testing.assert_array_equal(one.fired[0], batch.fired[i])
+        np.testing.assert_allclose(one.values[0], batch.values[i], rtol=1e-12, atol=1e-9)
