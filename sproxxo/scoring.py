@@ -3,7 +3,7 @@
 `score` works column-wise (one feature pass, one model call) and keeps its results as
 arrays; `Scored.records()` turns them into JSON-ready dicts shaped like `Assessment`
 without building a pydantic object per row, which is what makes 1,000-transaction
-batches cheap. `assess` returns validated `Assessment` objects for callers that want them.
+batches cheap (a test checks that every record validates as an `Assessment`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sproxxo.features import Derived, columns_from_transactions, derive
 from sproxxo.policy import decide, reason_codes
 from sproxxo.risk import INDICATORS
 from sproxxo.rules import check_rules
-from sproxxo.schemas import Assessment, Decision, RuleViolation, Transaction
+from sproxxo.schemas import Decision, RuleViolation, Transaction
 
 _NAMES = [spec.name for spec in INDICATORS]
 _WEIGHTS = [spec.weight for spec in INDICATORS]
@@ -83,11 +83,3 @@ def score(transactions: Sequence[Transaction], bundle: ModelBundle, *, now: date
         for i, (p, v) in enumerate(zip(plist, violations, strict=True))
     ]
     return Scored(transactions, derived, probabilities, violations, decisions, reasons, bundle.tag)
-
-
-def assess(
-    transactions: Sequence[Transaction], bundle: ModelBundle, *, now: datetime
-) -> tuple[list[Assessment], Derived]:
-    """Validated `Assessment` objects (slower than `score(...).records()`)."""
-    scored = score(transactions, bundle, now=now)
-    return [Assessment.model_validate(r) for r in scored.records()], scored.derived
