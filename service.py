@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sproxxo import metrics, store
-from sproxxo.activation import ActiveModel
+from sproxxo.activation import ActiveModel, read_active
 from sproxxo.batching import MicroBatcher
 from sproxxo.errors import ModelUnavailable
 from sproxxo.predlog import NullSink, PredictionLog, Sink, build_record
@@ -270,9 +270,11 @@ async def model_version(
         record = await asyncio.to_thread(store.get_record, version)
     except ModelUnavailable as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
-    active = _service().active_tag
+    svc = _service()
+    active = svc.active_tag
     if request.method == "DELETE":
-        if record.tag == active:
+        # This worker's model, or the one persisted for every worker (they follow it).
+        if record.tag in {active, read_active(svc.active.active_file)}:
             raise HTTPException(status_code=409, detail=f"{record.tag} is the active model")
         await asyncio.to_thread(store.delete_model, record.tag)
     return _summary(record, active)
