@@ -602,10 +602,10 @@ class FraudScorer:
     ) -> None:
         decisions: Counter[str] = Counter()
         log = []
+        metrics.observe_many(metrics.FRAUD_PROBABILITY, [r["fraud_probability"] for r in records])
+        metrics.observe_many(metrics.RISK_SCORE, [r["risk"]["score"] for r in records])
         for tx, rec, row in zip(transactions, records, features, strict=True):
             decisions[rec["decision"]] += 1
-            metrics.FRAUD_PROBABILITY.observe(rec["fraud_probability"])
-            metrics.RISK_SCORE.observe(rec["risk"]["score"])
             for violation in rec["violations"]:
                 metrics.RULE_VIOLATIONS.labels(violation["rule"]).inc()
             if rec["risk"]["score"] > HIGH_RISK_SCORE or not rec["valid"]:

@@ -7,8 +7,10 @@ Shed (429), timed-out (504) and in-flight requests are BentoML's own metrics
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 PROBABILITY_BUCKETS: Final = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
@@ -51,3 +53,20 @@ PREDLOG_WRITTEN = Counter("sproxxo_predlog_written_total", "Prediction-log recor
 PREDLOG_DROPPED = Counter(
     "sproxxo_predlog_dropped_total", "Prediction-log records dropped", ["reason"]
 )
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """`histogram.observe(v)` for every value, with one bucket update per bucket.
+
+    A multiprocess-mode observe costs ~3 us (an mmap write per call); a 1,000-transaction
+    batch observes two histograms per transaction. Same samples as calling `observe` in a
+    loop (a test checks): bucket i counts the values with bound[i-1] < v <= bound[i].
+    """
+    if not len(values):
+        return
+    bounds = histogram._upper_bounds
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for i, count in enumerate(counts.tolist()):
+        if count:
+            histogram._buckets[i].inc(count)
+    histogram._sum.inc(float(np.sum(values)))
