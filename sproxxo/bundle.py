@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sproxxo.errors import ModelUnavailable
 from sproxxo.features import FEATURE_NAMES
-from sproxxo.forest import CompiledModel, compile_model
+from sproxxo.forest import PARITY_TOLERANCE, CompiledModel, compile_model, parity_gap
 from sproxxo.policy import Policy
 from sproxxo.schemas import SCHEMA_VERSION
 from sproxxo.versions import check_contract, runtime_versions
@@ -33,7 +33,6 @@ BUNDLE_FORMAT: Final = 1
 PIPELINE_FILE: Final = "pipeline.pkl"
 MANIFEST_FILE: Final = "bundle.json"
 REFERENCE_FILE: Final = "reference.parquet"
-COMPILED_CHUNK: Final = 128
 
 
 class DataFingerprint(BaseModel):
@@ -83,21 +82,11 @@ class ModelBundle:
         return self.tag.rpartition(":")[2]
 
     def predict_matrix(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Calibrated P(fraud) for a feature matrix built by `build_features`.
-
-        The compiled trees give the same values as sklearn with far less overhead; they are
-        fastest on blocks of about a hundred rows, so large batches go in chunks.
-        """
+        """Calibrated P(fraud) for a feature matrix built by `build_features`: the compiled
+        trees (sklearn's values without its per-tree overhead), else sklearn itself."""
         if self.compiled is None:
             return np.asarray(self.pipeline[-1].predict_proba(matrix)[:, 1], dtype=np.float64)
-        if matrix.shape[0] <= COMPILED_CHUNK:
-            return self.compiled.predict(matrix)
-        return np.concatenate(
-            [
-                self.compiled.predict(matrix[i : i + COMPILED_CHUNK])
-                for i in range(0, matrix.shape[0], COMPILED_CHUNK)
-            ]
-        )
+        return self.compiled.predict(matrix)
 
 
 def sha256_file(path: Path) -> str:
@@ -163,8 +152,31 @@ def load_bundle(directory: Path, metadata: BundleMetadata, *, tag: str = "") -> 
     with (directory / PIPELINE_FILE).open("rb") as handle:
         pipeline = pickle.load(handle)  # noqa: S301 - sha256 verified above
     return ModelBundle(
-        pipeline=pipeline, metadata=metadata, tag=tag, compiled=compile_model(pipeline[-1])
+        pipeline=pipeline,
+        metadata=metadata,
+        tag=tag,
+        compiled=_checked_compile(directory, pipeline),
     )
+
+
+def _checked_compile(directory: Path, pipeline: Any) -> CompiledModel | None:
+    """The compiled trees, re-checked against sklearn on the reference sample in *this*
+    runtime (numba, CPU); on a disagreement the model serves through sklearn instead."""
+    compiled = compile_model(pipeline[-1])
+    path = directory / REFERENCE_FILE
+    if not path.is_file():
+        return compiled
+    matrix = pd.read_parquet(path, columns=list(FEATURE_NAMES)).to_numpy(dtype=np.float64)
+    gap = parity_gap(pipeline[-1], compiled, matrix)
+    if gap > PARITY_TOLERANCE:
+        logger.warning(
+            "compiled trees disagree with sklearn by %.2e on %d reference rows: "
+            "serving through sklearn",
+            gap,
+            len(matrix),
+        )
+        return None
+    return compiled
 
 
 def read_reference(directory: Path) -> pd.DataFrame:

@@ -14,11 +14,10 @@ import pandas as pd
 
 from sproxxo.bundle import DataFingerprint
 from sproxxo.features import FEATURE_NAMES, LABEL_COLUMN, build_features, derive
-from sproxxo.forest import compile_model
+from sproxxo.forest import PARITY_TOLERANCE, compile_model, parity_gap
 from sproxxo.policy import Policy, decide_by_probability
 
 REFERENCE_ROWS: Final = 5000
-PARITY_TOLERANCE: Final = 1e-6
 
 
 def fingerprint(frame: pd.DataFrame, source: str) -> DataFingerprint:
@@ -53,10 +52,8 @@ def reference_sample(
 
 def compiled_parity(pipeline: Any, frame: pd.DataFrame) -> float:
     """Largest |p_sklearn - p_compiled| on `frame`; the compiled path must match sklearn."""
-    matrix = build_features(frame)
-    reference = pipeline[-1].predict_proba(matrix)[:, 1]
-    compiled = compile_model(pipeline[-1]).predict(matrix)
-    diff = float(np.abs(reference - compiled).max())
+    calibrated = pipeline[-1]
+    diff = parity_gap(calibrated, compile_model(calibrated), build_features(frame))
     if diff > PARITY_TOLERANCE:
         raise ValueError(f"compiled trees disagree with sklearn by {diff:.2e} > {PARITY_TOLERANCE}")
     return diff

@@ -5,7 +5,10 @@ serving runtime compares them with its own:
 
 * libraries that can change predictions or unpickling (python, scikit-learn, numpy, scipy)
   must agree on major.minor; a different patch release is tolerated and logged;
-* the others (pandas, pydantic, bentoml) are informative: any difference is logged.
+* the others (pandas, pydantic, bentoml, pyarrow, numba) are informative: any difference
+  is logged. numba compiles the serving path's tree walk; its output is re-checked
+  against scikit-learn at every model load (`sproxxo.bundle`), so a version change
+  cannot silently change a score.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from importlib import metadata
 from typing import Final
 
 PREDICTIVE: Final = ("python", "scikit-learn", "numpy", "scipy")
-INFORMATIVE: Final = ("pandas", "pydantic", "bentoml", "pyarrow")
+INFORMATIVE: Final = ("pandas", "pydantic", "bentoml", "pyarrow", "numba")
 TRACKED: Final = PREDICTIVE + INFORMATIVE
 
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "templates" / "ds-project"
 CONTEXT = {"project_name": "Chargeback Lab", "team": "risk-ds"}
-CONTRACT = ("scikit-learn", "numpy", "scipy", "pandas", "pyarrow", "pydantic", "bentoml")
+CONTRACT = ("scikit-learn", "numpy", "scipy", "pandas", "pyarrow", "pydantic", "bentoml", "numba")
 PIN_CHECK = ROOT / "templates" / "render_pins.py"
 
 

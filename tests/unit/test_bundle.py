@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,31 @@ def test_load_bundle_round_trip_scores_like_pipeline(
     expected = fraud_probability(tiny["pipeline"], test)
     np.testing.assert_allclose(loaded.predict_matrix(build_features(test)), expected, atol=1e-9)
     pd.testing.assert_frame_equal(read_reference(directory), tiny["reference"])
+
+
+def test_load_bundle_serves_through_sklearn_when_compiled_trees_disagree(
+    written: tuple[Path, BundleMetadata],
+    tiny: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A compiled model that disagrees with sklearn on the reference sample is not used:
+    the bundle scores through sklearn, and the load says why."""
+    real = bundle_module.compile_model
+
+    def skewed(calibrated: Any) -> Any:
+        compiled = real(calibrated)
+        return dataclasses.replace(compiled, baseline=compiled.baseline + 0.01)
+
+    monkeypatch.setattr(bundle_module, "compile_model", skewed)
+    directory, done = written
+    with caplog.at_level("WARNING", logger="sproxxo.bundle"):
+        loaded = load_bundle(directory, done, tag="sproxxo-fraud:skewed")
+    assert loaded.compiled is None
+    assert "serving through sklearn" in caplog.text
+    test = tiny["test"]
+    expected = fraud_probability(tiny["pipeline"], test)
+    np.testing.assert_array_equal(loaded.predict_matrix(build_features(test)), expected)
 
 
 def _refusal(directory: Path, metadata: BundleMetadata) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sproxxo.bundle import COMPILED_CHUNK, ModelBundle
+from sproxxo.bundle import ModelBundle
 from sproxxo.features import FEATURE_NAMES, build_features
 from sproxxo.forest import CompiledModel, compile_model
 from sproxxo.model import fit_pipeline, time_split
@@ -36,6 +36,16 @@ def test_compile_model_batch_matches_sklearn(fitted: dict[str, Any]) -> None:
     compiled: CompiledModel = fitted["compiled"]
     diff = np.abs(compiled.predict(matrix) - _sklearn(fitted, matrix))
     assert diff.max() <= TOLERANCE
+
+
+def test_compile_model_raw_scores_equal_sklearn_bit_for_bit(fitted: dict[str, Any]) -> None:
+    """The kernel's raw scores are sklearn's exactly: same comparisons, same summation order."""
+    hgb = fitted["pipeline"][-1].calibrated_classifiers_[0].estimator.estimator
+    matrix = fitted["matrix"]
+    expected = hgb._raw_predict(matrix).ravel()
+    compiled: CompiledModel = fitted["compiled"]
+    assert np.array_equal(compiled.raw(matrix), expected)
+    assert np.array_equal(compiled.raw(np.asfortranarray(matrix[::2])), expected[::2])
 
 
 def test_compile_model_single_row_matches_sklearn(fitted: dict[str, Any]) -> None:
@@ -83,9 +93,9 @@ def test_compile_model_records_every_calibrator(fitted: dict[str, Any]) -> None:
     assert len(fitted["compiled"].calibrators) == len(calibrated.calibrated_classifiers_)
 
 
-@pytest.mark.parametrize("rows", [1, COMPILED_CHUNK, COMPILED_CHUNK + 1, 2000])
+@pytest.mark.parametrize("rows", [1, 2, 129, 2000])
 def test_model_bundle_predict_matrix_same_on_both_paths(fitted: dict[str, Any], rows: int) -> None:
-    """ModelBundle.predict_matrix gives sklearn's values whole or in chunks."""
+    """ModelBundle.predict_matrix gives sklearn's values for one row and for many."""
     bundle = ModelBundle(pipeline=fitted["pipeline"], metadata=None, compiled=fitted["compiled"])  # type: ignore[arg-type]
     matrix = fitted["matrix"][:rows]
     np.testing.assert_allclose(
@@ -107,3 +117,28 @@ def test_compile_model_refuses_separately_fitted_calibrators(fitted: dict[str, A
     ).fit(x, y)
     with pytest.raises(ValueError, match="share one base estimator"):
         compile_model(calibrated)
+
+
+def test_kernel_compiles_without_a_writable_cache(
+    fitted: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where numba has nowhere to cache (read-only install), the kernel still compiles."""
+    import numba
+
+    from sproxxo import forest
+
+    real_njit = numba.njit
+
+    def njit(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function '_walk': no locator available")
+        return real_njit(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", njit)
+    forest._kernel.cache_clear()
+    try:
+        matrix = fitted["matrix"][:50]
+        expected = _sklearn(fitted, matrix)
+        np.testing.assert_allclose(fitted["compiled"].predict(matrix), expected, atol=TOLERANCE)
+    finally:
+        forest._kernel.cache_clear()

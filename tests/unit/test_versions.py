@@ -17,6 +17,7 @@ RUNTIME = {
     "pydantic": "2.10.4",
     "bentoml": "1.4.40",
     "pyarrow": "18.1.0",
+    "numba": "0.68.1",
 }
 
 
@@ -36,6 +37,8 @@ RUNTIME = {
         ({"pydantic": "2.9.0"}, [], ["pydantic"]),
         ({"bentoml": "1.3.0"}, [], ["bentoml"]),
         ({"pyarrow": "17.0.0"}, [], ["pyarrow"]),
+        ({"numba": "0.61.0"}, [], ["numba"]),
+        ({"numba": None}, [], ["numba"]),
         ({"scikit-learn": None}, ["scikit-learn"], []),
         ({"python": None}, ["python"], []),
         ({"pandas": None}, [], ["pandas"]),
