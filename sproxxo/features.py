@@ -68,6 +68,7 @@ FEATURE_NAMES: Final = (
     "risk_score",
 )
 
+_LOOKUP_MAX: Final = 4096  # up to here a dict lookup beats pandas.Categorical
 _CATEGORY_CODE: Final = {name: float(i) for i, name in enumerate(CATEGORIES)}
 _TYPICAL: Final = np.array([CATEGORY_TYPICAL_AMOUNT_USD[c] for c in CATEGORIES])
 _ONLINE: Final = np.array([float(c in ONLINE_CATEGORIES) for c in CATEGORIES])
@@ -122,7 +123,7 @@ _SCALAR: Final = _Scalar()
 def category_codes(values: Any) -> npt.NDArray[np.intp]:
     """Index of each category in `CATEGORIES`; raises on an unknown category."""
     try:
-        if len(values) <= 64:
+        if len(values) <= _LOOKUP_MAX:
             return np.array([_CATEGORY_CODE[v] for v in values], dtype=np.intp)
     except KeyError as exc:
         raise FeatureSchemaMismatch(f"merchant_category {exc.args[0]!r} is unknown") from exc
@@ -133,10 +134,6 @@ def category_codes(values: Any) -> npt.NDArray[np.intp]:
         bad = np.asarray(values, dtype=object)[codes < 0][0]
         raise FeatureSchemaMismatch(f"merchant_category {bad!r} is unknown")
     return codes.astype(np.intp)
-
-
-def _column(columns: Columns, name: str) -> FloatArray:
-    return np.asarray(columns[name], dtype=np.float64)
 
 
 def _formulas(
@@ -180,19 +177,27 @@ def _formulas(
     return inputs, features, flags
 
 
+def numeric_columns(columns: Columns) -> dict[str, Any]:
+    """The numeric canonical columns: Python floats for one transaction, else float64
+    arrays (the formulas here and the business rules accept both)."""
+    missing = [c for c in _NEEDED if c not in columns]
+    if missing:
+        raise FeatureSchemaMismatch(f"missing columns: {', '.join(missing)}")
+    if len(columns["amount"]) == 1:
+        return {name: float(_first(columns[name])) for name in _NUMERIC}
+    return {name: np.asarray(columns[name], dtype=np.float64) for name in _NUMERIC}
+
+
 def derive(columns: Columns) -> Derived:
     """Compute the feature matrix, the indicators and the risk score in one pass.
 
     One transaction runs the formulas on Python floats; more run them on numpy arrays
     filled into a preallocated matrix. Both paths share `_formulas`.
     """
-    missing = [c for c in _NEEDED if c not in columns]
-    if missing:
-        raise FeatureSchemaMismatch(f"missing columns: {', '.join(missing)}")
-    if len(columns["amount"]) == 1:
-        return _derive_one(columns)
+    raw = numeric_columns(columns)
     codes = category_codes(columns["merchant_category"])
-    raw = {name: _column(columns, name) for name in _NUMERIC}
+    if len(codes) == 1:
+        return _derive_one(raw, codes[0])
     inputs, features, flags = _formulas(np, raw, codes, _TYPICAL[codes], _ONLINE[codes])
     out = np.empty((len(codes), len(FEATURE_NAMES)), dtype=np.float64)
     for k, column in enumerate(features):
@@ -210,9 +215,7 @@ def _first(values: Any) -> Any:
     return values.iloc[0] if hasattr(values, "iloc") else values[0]
 
 
-def _derive_one(columns: Columns) -> Derived:
-    code = category_codes(columns["merchant_category"])[0]
-    raw = {name: float(_first(columns[name])) for name in _NUMERIC}
+def _derive_one(raw: dict[str, float], code: Any) -> Derived:
     inputs, features, flags = _formulas(
         _SCALAR, raw, float(code), float(_TYPICAL[code]), float(_ONLINE[code])
     )
@@ -232,26 +235,26 @@ def build_features(columns: Columns) -> FloatArray:
 
 def columns_from_transactions(transactions: Sequence[Transaction]) -> dict[str, list[Any]]:
     """Canonical columns for validated transactions (amounts as float USD)."""
-    cols: dict[str, list[Any]] = {name: [] for name in CANONICAL_COLUMNS}
-    for tx in transactions:
-        offset = tx.timestamp.utcoffset()
-        cols["transaction_id"].append(tx.transaction_id)
-        cols["card_id"].append(tx.card_id)
-        cols["amount"].append(float(tx.amount))
-        cols["currency"].append(tx.currency)
-        cols["epoch_seconds"].append(tx.timestamp.timestamp())
-        cols["utc_offset_minutes"].append(offset.total_seconds() / 60 if offset else 0.0)
-        cols["merchant_id"].append(tx.merchant_id)
-        cols["merchant_category"].append(tx.merchant_category.value)
-        cols["lat"].append(tx.lat)
-        cols["long"].append(tx.long)
-        cols["merch_lat"].append(tx.merch_lat)
-        cols["merch_long"].append(tx.merch_long)
-        cols["card_age_days"].append(tx.card_age_days)
-        cols["is_foreign"].append(tx.is_foreign)
-        cols["customer_age"].append(tx.customer_age)
-        cols["city_pop"].append(tx.city_pop)
-    return cols
+    stamps = [tx.timestamp for tx in transactions]
+    offsets = [stamp.utcoffset() for stamp in stamps]
+    return {
+        "transaction_id": [tx.transaction_id for tx in transactions],
+        "card_id": [tx.card_id for tx in transactions],
+        "amount": [float(tx.amount) for tx in transactions],
+        "currency": [tx.currency for tx in transactions],
+        "epoch_seconds": [stamp.timestamp() for stamp in stamps],
+        "utc_offset_minutes": [o.total_seconds() / 60 if o else 0.0 for o in offsets],
+        "merchant_id": [tx.merchant_id for tx in transactions],
+        "merchant_category": [tx.merchant_category.value for tx in transactions],
+        "lat": [tx.lat for tx in transactions],
+        "long": [tx.long for tx in transactions],
+        "merch_lat": [tx.merch_lat for tx in transactions],
+        "merch_long": [tx.merch_long for tx in transactions],
+        "card_age_days": [tx.card_age_days for tx in transactions],
+        "is_foreign": [tx.is_foreign for tx in transactions],
+        "customer_age": [tx.customer_age for tx in transactions],
+        "city_pop": [tx.city_pop for tx in transactions],
+    }
 
 
 def transaction_body(row: Mapping[str, Any]) -> dict[str, Any]:

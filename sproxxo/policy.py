@@ -14,7 +14,7 @@ Rule violations move the decision: a `decline`-severity violation declines, a
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -51,11 +51,24 @@ class Policy(BaseModel):
         return self
 
 
+_BY_BAND: Final = (Decision.APPROVE, Decision.REVIEW, Decision.DECLINE)
+_SEVERITY_BAND: Final = {"review": 1, "decline": 2}
+_MODEL_CODES: Final = ((), ("MODEL_SCORE_HIGH",), ("MODEL_SCORE_VERY_HIGH",))
+_INDICATOR_BITS: Final = 1 << np.arange(len(INDICATORS))
+
+
+def probability_band(probability: Any, policy: Policy) -> Any:
+    """0 (approve), 1 (review) or 2 (decline) for a probability or an array of them."""
+    return (probability >= policy.review_at) * 1 + (probability >= policy.decline_at)
+
+
 def decide_by_probability(probability: float, policy: Policy) -> Decision:
     """Map a fraud probability to an action; a threshold value triggers its action."""
-    if probability >= policy.decline_at:
-        return Decision.DECLINE
-    return Decision.REVIEW if probability >= policy.review_at else Decision.APPROVE
+    return _BY_BAND[probability_band(probability, policy)]
+
+
+def _rule_band(violations: list[RuleViolation]) -> int:
+    return max((_SEVERITY_BAND[v.severity] for v in violations), default=0)
 
 
 def decide(
@@ -63,14 +76,32 @@ def decide(
     violations: list[RuleViolation],
     policy: Policy,
 ) -> Decision:
-    """The final decision: the stricter of the model's and the rules' verdicts."""
-    decision = decide_by_probability(probability, policy)
-    severities = {v.severity for v in violations}
-    if "decline" in severities:
-        return Decision.DECLINE
-    if "review" in severities and decision is Decision.APPROVE:
-        return Decision.REVIEW
-    return decision
+    """The final decision: the stricter of the model's and the rules' verdicts (a
+    `decline` rule declines, a `review` rule turns an approve into a review)."""
+    return _BY_BAND[max(probability_band(probability, policy), _rule_band(violations))]
+
+
+def _indicator_codes(mask: int) -> tuple[str, ...]:
+    # Fired indicators by decreasing weight; ties keep `INDICATORS` order (stable sort).
+    fired = [i for i in range(len(INDICATORS)) if mask >> i & 1]
+    ranked = sorted(fired, key=lambda i: -INDICATORS[i].weight)
+    return tuple(f"RISK_{INDICATOR_NAMES[i].upper()}" for i in ranked)
+
+
+#: The codes after the rules' for every (probability band, fired-indicator bitmask).
+_TAILS: Final = tuple(
+    tuple(
+        (model + _indicator_codes(mask))[:MAX_REASON_CODES] for mask in range(1 << len(INDICATORS))
+    )
+    for model in _MODEL_CODES
+)
+
+
+def _codes(band: int, mask: int, violations: list[RuleViolation]) -> list[str]:
+    if not violations:
+        return list(_TAILS[band][mask])
+    rules = [f"RULE_{v.rule.upper()}" for v in violations]
+    return (rules + list(_TAILS[band][mask]))[:MAX_REASON_CODES]
 
 
 def reason_codes(
@@ -80,16 +111,25 @@ def reason_codes(
     policy: Policy,
 ) -> list[str]:
     """Top factors behind a decision: rule violations, the model score, then indicators."""
-    codes = [f"RULE_{v.rule.upper()}" for v in violations]
-    if probability >= policy.decline_at:
-        codes.append("MODEL_SCORE_VERY_HIGH")
-    elif probability >= policy.review_at:
-        codes.append("MODEL_SCORE_HIGH")
-    ranked = sorted(
-        (i for i in range(len(INDICATORS)) if fired[i]), key=lambda i: -INDICATORS[i].weight
-    )
-    codes.extend(f"RISK_{INDICATOR_NAMES[i].upper()}" for i in ranked)
-    return codes[:MAX_REASON_CODES]
+    mask = sum(1 << i for i, hit in enumerate(fired.tolist()) if hit)
+    return _codes(probability_band(probability, policy), mask, violations)
+
+
+def decide_all(
+    probabilities: npt.NDArray[np.float64],
+    fired: npt.NDArray[np.bool_],
+    violations: list[list[RuleViolation]],
+    policy: Policy,
+) -> tuple[list[Decision], list[list[str]]]:
+    """`decide` and `reason_codes` for a batch (rows of `fired`), in a few array steps."""
+    bands = probability_band(probabilities, policy).tolist()
+    masks = (fired @ _INDICATOR_BITS).tolist()
+    decisions = [
+        _BY_BAND[max(band, _rule_band(v))] if v else _BY_BAND[band]
+        for band, v in zip(bands, violations, strict=True)
+    ]
+    codes = [_codes(b, m, v) for b, m, v in zip(bands, masks, violations, strict=True)]
+    return decisions, codes
 
 
 def expected_cost(

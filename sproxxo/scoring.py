@@ -18,13 +18,12 @@ import numpy.typing as npt
 
 from sproxxo.bundle import ModelBundle
 from sproxxo.features import Derived, columns_from_transactions, derive
-from sproxxo.policy import decide, reason_codes
+from sproxxo.policy import decide_all
 from sproxxo.risk import INDICATORS
-from sproxxo.rules import check_rules
+from sproxxo.rules import find_violations
 from sproxxo.schemas import Decision, RuleViolation, Transaction
 
-_NAMES = [spec.name for spec in INDICATORS]
-_WEIGHTS = [spec.weight for spec in INDICATORS]
+_NAMES_WEIGHTS = [(spec.name, spec.weight) for spec in INDICATORS]
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,7 @@ class Scored:
     """Column-wise outcome of one model call over a list of transactions."""
 
     transactions: Sequence[Transaction]
+    columns: dict[str, list[Any]]
     derived: Derived
     probabilities: npt.NDArray[np.float64]
     violations: list[list[RuleViolation]]
@@ -41,45 +41,50 @@ class Scored:
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per transaction, with exactly `Assessment`'s fields."""
-        values = np.round(self.derived.values, 4).tolist()
-        fired = self.derived.fired.tolist()
-        scores = self.derived.risk_score.tolist()
-        probabilities = self.probabilities.tolist()
-        out = []
-        for i, tx in enumerate(self.transactions):
-            out.append(
-                {
-                    "transaction_id": tx.transaction_id,
-                    "valid": not self.violations[i],
-                    "violations": [v.model_dump() for v in self.violations[i]],
-                    "risk": {
-                        "score": scores[i],
-                        "indicators": [
-                            {"name": n, "fired": f, "weight": w, "value": v}
-                            for n, f, w, v in zip(
-                                _NAMES, fired[i], _WEIGHTS, values[i], strict=True
-                            )
-                        ],
-                    },
-                    "fraud_probability": probabilities[i],
-                    "decision": self.decisions[i].value,
-                    "reason_codes": self.reasons[i],
-                    "model_tag": self.model_tag,
-                }
+        n, k = self.derived.fired.shape
+        # Every indicator entry in one flat pass, then k per transaction.
+        flat = [
+            {"name": name, "fired": fired, "weight": weight, "value": value}
+            for (name, weight), fired, value in zip(
+                _NAMES_WEIGHTS * n,
+                self.derived.fired.ravel().tolist(),
+                np.round(self.derived.values, 4).ravel().tolist(),
+                strict=True,
             )
-        return out
+        ]
+        return [
+            {
+                "transaction_id": tx.transaction_id,
+                "valid": not broken,
+                "violations": [v.model_dump() for v in broken] if broken else [],
+                "risk": {"score": risk, "indicators": flat[start : start + k]},
+                "fraud_probability": p,
+                "decision": decision,  # a StrEnum: serialised as its value
+                "reason_codes": codes,
+                "model_tag": self.model_tag,
+            }
+            for tx, broken, risk, start, p, decision, codes in zip(
+                self.transactions,
+                self.violations,
+                self.derived.risk_score.tolist(),
+                range(0, n * k, k),
+                self.probabilities.tolist(),
+                self.decisions,
+                self.reasons,
+                strict=True,
+            )
+        ]
 
 
 def score(transactions: Sequence[Transaction], bundle: ModelBundle, *, now: datetime) -> Scored:
     """Rules, features, one model call and the decision policy for validated transactions."""
-    derived = derive(columns_from_transactions(transactions))
+    columns = columns_from_transactions(transactions)
+    derived = derive(columns)
     probabilities = bundle.predict_matrix(derived.matrix)
-    policy = bundle.metadata.policy
-    violations = [check_rules(tx, now=now) for tx in transactions]
-    plist = probabilities.tolist()
-    decisions = [decide(p, v, policy) for p, v in zip(plist, violations, strict=True)]
-    reasons = [
-        reason_codes(p, derived.fired[i], v, policy)
-        for i, (p, v) in enumerate(zip(plist, violations, strict=True))
-    ]
-    return Scored(transactions, derived, probabilities, violations, decisions, reasons, bundle.tag)
+    violations = find_violations(columns, transactions, now=now)
+    decisions, reasons = decide_all(
+        probabilities, derived.fired, violations, bundle.metadata.policy
+    )
+    return Scored(
+        transactions, columns, derived, probabilities, violations, decisions, reasons, bundle.tag
+    )

@@ -15,6 +15,7 @@ from sproxxo.policy import (
     _threshold_grid,
     choose_policy,
     decide,
+    decide_all,
     decide_by_probability,
     expected_cost,
     reason_codes,
@@ -112,6 +113,21 @@ def test_reason_codes_indicators_sorted_by_weight() -> None:
     ]
     ties = _fired("far_from_home", "late_night")
     assert reason_codes(0.0, ties, [], POLICY) == ["RISK_LATE_NIGHT", "RISK_FAR_FROM_HOME"]
+
+
+def test_decide_all_equals_decide_and_reason_codes_row_by_row() -> None:
+    """The batch policy gives each row exactly what decide and reason_codes give it alone."""
+    rng = np.random.default_rng(3)
+    p = np.concatenate([[0.0, 0.2999, 0.30, 0.7999, 0.80, 1.0], rng.random(200)])
+    fired = rng.random((len(p), len(INDICATOR_NAMES))) < 0.3
+    choices = [[], [], [_violation("null_island", "review")], [_violation("a", "decline")]]
+    violations = [choices[i] for i in rng.integers(0, len(choices), len(p))]
+    decisions, codes = decide_all(p, fired, violations, POLICY)
+    assert decisions == [decide(float(x), v, POLICY) for x, v in zip(p, violations, strict=True)]
+    assert codes == [
+        reason_codes(float(x), f, v, POLICY) for x, f, v in zip(p, fired, violations, strict=True)
+    ]
+    assert {d.value for d in decisions} == {"approve", "review", "decline"}
 
 
 def test_reason_codes_capped() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sproxxo.features import columns_from_transactions
 from sproxxo.rules import (
     RULE_NAMES,
     RULES,
@@ -15,6 +16,7 @@ from sproxxo.rules import (
     card_older_than_customer,
     check_rules,
     customer_age_implausible,
+    find_violations,
     null_island,
     timestamp_in_future,
     timestamp_stale,
@@ -158,9 +160,35 @@ def test_null_island_fires_only_on_exact_zero_pair(
         assert violation.severity == "review"
 
 
-def test_rules_names_match_functions() -> None:
-    """RULE_NAMES lists the rules in RULES, in the same order."""
-    assert tuple(rule.__name__ for rule in RULES) == RULE_NAMES
+def test_rules_names_match_module_names() -> None:
+    """Each rule is importable under its own name, and RULE_NAMES lists RULES in order."""
+    import sproxxo.rules as rules
+
+    assert all(getattr(rules, rule.name) is rule for rule in RULES)
+    assert tuple(rule.name for rule in RULES) == RULE_NAMES
+    assert len(set(RULE_NAMES)) == len(RULES)
+
+
+def test_find_violations_batch_equals_one_by_one() -> None:
+    """The columnar batch check reports, row by row, exactly what check_rules reports."""
+    txs = [
+        _tx(),
+        _tx(amount="10000.01"),
+        _tx(amount="10000.00", customer_age=101, card_age_days=0),
+        _tx(timestamp=_at(timedelta(minutes=5, seconds=1))),
+        _tx(timestamp=_at(timedelta(minutes=5))),
+        _tx(timestamp=_at(-timedelta(hours=24, seconds=1))),
+        _tx(timestamp=_at(-timedelta(hours=24))),
+        _tx(customer_age=12, card_age_days=1),
+        _tx(customer_age=30, card_age_days=18 * 366 + 1),
+        _tx(merch_lat=0.0, merch_long=0.0),
+        _tx(lat=0.0, long=0.0, merch_lat=0.0, merch_long=0.0, amount="20000.00"),
+        _tx(lat=0.0, long=0.0001),
+    ]
+    batch = find_violations(columns_from_transactions(txs), txs, now=NOW)
+    one_by_one = [check_rules(tx, now=NOW) for tx in txs]
+    assert batch == one_by_one
+    assert sum(map(bool, batch)) == 8
 
 
 def test_check_rules_returns_every_violation_in_rule_order() -> None:
