@@ -35,7 +35,7 @@ from sproxxo import metrics, store
 from sproxxo.activation import ActiveModel, read_active
 from sproxxo.batching import MicroBatcher
 from sproxxo.errors import ModelUnavailable
-from sproxxo.predlog import NullSink, PredictionLog, Sink, build_record
+from sproxxo.predlog import NullSink, PredictionLog, Sink, log_chunk
 from sproxxo.risk import HIGH_RISK_SCORE
 from sproxxo.rules import RULE_NAMES
 from sproxxo.schemas import (
@@ -47,7 +47,7 @@ from sproxxo.schemas import (
     Prediction,
     Transaction,
 )
-from sproxxo.scoring import score
+from sproxxo.scoring import Scored, score
 from sproxxo.settings import Settings, get_settings
 from sproxxo.validation import parse_item
 
@@ -58,13 +58,14 @@ SETTINGS = get_settings()
 #: Sized for one 2-vCPU Cloud Run instance; deploy/cloudrun/service.yaml must agree.
 SERVICE_CONFIG: dict[str, Any] = {
     "name": "sproxxo_fraud",
-    "workers": 1,
+    "workers": SETTINGS.workers,
     "threads": 1,
     "traffic": {
         "timeout": SETTINGS.request_timeout_seconds,
         "max_concurrency": SETTINGS.max_concurrency,
     },
     "envs": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+    "logging": {"access": {"enabled": SETTINGS.access_log}},
     "endpoints": {"livez": "/livez", "readyz": "/readyz"},
     "http": {"port": 3000},
 }
@@ -146,15 +147,32 @@ def _replay(body: bytes) -> Receive:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"duplicate key {key!r}")
-        seen[key] = value
+    seen = dict(pairs)  # in C; only an object with a repeated key is walked in Python
+    if len(seen) != len(pairs):
+        keys = [key for key, _ in pairs]
+        key = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise ValueError(f"duplicate key {key!r}")
     return seen
 
 
+def _plainly_valid(body: bytes) -> bool:
+    """Fast path for ordinary bodies (about half the exact check's cost on 1,000
+    transactions): orjson parses them, and serialising the result again keeps every ':'
+    byte, because a key separator or a ':' inside a string survives parsing unless a
+    duplicate key was dropped. Without \\u escapes, equal counts prove there was none;
+    anything else (escapes, NaN, huge integers, deep nesting) takes the exact check."""
+    if b"\\u" in body:
+        return False
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return body.count(b":") == orjson.dumps(parsed).count(b":")
+
+
 def _json_problem(body: bytes) -> tuple[str, str, str] | None:
+    if _plainly_valid(body):
+        return None
     try:
         json.loads(body, object_pairs_hook=_no_duplicates)
     except RecursionError:
@@ -590,30 +608,20 @@ class FraudScorer:
         records = scored.records()
         metrics.SCORE_SECONDS.observe(time.perf_counter() - t0)
         metrics.BATCH_SIZE.observe(len(transactions))
-        self._observe(records, scored.derived.matrix.tolist(), transactions, bundle.version)
+        self._observe(scored, records, bundle.version)
         return records
 
-    def _observe(
-        self,
-        records: list[dict[str, Any]],
-        features: list[list[float]],
-        transactions: list[Transaction],
-        version: str,
-    ) -> None:
-        decisions: Counter[str] = Counter()
-        log = []
-        metrics.observe_many(metrics.FRAUD_PROBABILITY, [r["fraud_probability"] for r in records])
-        metrics.observe_many(metrics.RISK_SCORE, [r["risk"]["score"] for r in records])
-        for tx, rec, row in zip(transactions, records, features, strict=True):
-            decisions[rec["decision"]] += 1
-            for violation in rec["violations"]:
-                metrics.RULE_VIOLATIONS.labels(violation["rule"]).inc()
-            if rec["risk"]["score"] > HIGH_RISK_SCORE or not rec["valid"]:
+    def _observe(self, scored: Scored, records: list[dict[str, Any]], version: str) -> None:
+        metrics.observe_many(metrics.FRAUD_PROBABILITY, scored.probabilities.tolist())
+        metrics.observe_many(metrics.RISK_SCORE, scored.derived.risk_score.tolist())
+        for decision, n in Counter(scored.decisions).items():
+            metrics.PREDICTIONS.labels(decision.value, version).inc(n)
+        for rec, broken in zip(records, scored.violations, strict=True):
+            for violation in broken:
+                metrics.RULE_VIOLATIONS.labels(violation.rule).inc()
+            if broken or rec["risk"]["score"] > HIGH_RISK_SCORE:
                 self._log_notable(rec)
-            log.append(build_record(tx, rec, row))
-        for decision, n in decisions.items():
-            metrics.PREDICTIONS.labels(decision, version).inc(n)
-        self.predlog.submit(log)
+        self.predlog.submit(log_chunk(scored))
         metrics.PREDLOG_DEPTH.set(self.predlog.depth)
 
     @staticmethod

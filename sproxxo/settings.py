@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     bigquery_project: str = ""
     bigquery_predictions_table: str = ""
 
+    workers: int = Field(default=1, ge=1, le=8, description="BentoML worker processes")
+    access_log: bool = Field(
+        default=True,
+        description="BentoML's per-request access log (Cloud Run logs every request itself)",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_items: int = Field(default=1000, ge=1)
     max_concurrency: int = Field(

@@ -23,6 +23,7 @@ import pandas as pd
 
 from sproxxo.errors import DataSourceError
 from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN
+from sproxxo.predlog import records_of
 from sproxxo.sources.files import check_frame
 
 if TYPE_CHECKING:
@@ -231,11 +232,16 @@ class BigQueryPredictionSink:
         self.skip_invalid_rows = skip_invalid_rows
         self._client = client if client is not None else make_client(project or table.split(".")[0])
 
-    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Insert `records`; raises `DataSourceError` summarising any rejected rows."""
-        if not records:
+    def write(self, chunks: Sequence[Mapping[str, Any]]) -> None:
+        """Insert every record of the prediction-log chunks; raises `DataSourceError`
+        summarising any rejected rows."""
+        rows = [
+            {key: to_json_value(value) for key, value in record.items()}
+            for chunk in chunks
+            for record in records_of(dict(chunk))
+        ]
+        if not rows:
             return
-        rows = [{key: to_json_value(value) for key, value in r.items()} for r in records]
         with _api_errors(self.table):
             errors = self._client.insert_rows_json(
                 self.table,

@@ -25,6 +25,7 @@ import pytest
 
 from sproxxo.errors import DataSourceError
 from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN
+from sproxxo.predlog import chunk_of
 from sproxxo.sources.bigquery import (
     SOURCE_COLUMNS,
     BigQueryPredictionSink,
@@ -269,18 +270,17 @@ def test_prediction_sink_writes_rows_that_read_back(bq_client: Any) -> None:
     sink = BigQueryPredictionSink(table, client=bq_client)
     sink.ensure_table(PREDICTIONS_SCHEMA)
     scored_at = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
-    sink.write(
-        [
-            {
-                "transaction_id": f"tx-{i}",
-                "probability": np.float64(i / 10),
-                "decision": "approve",
-                "amount": Decimal("12.34"),
-                "scored_at": scored_at,
-            }
-            for i in range(3)
-        ]
-    )
+    records = [
+        {
+            "transaction_id": f"tx-{i}",
+            "probability": np.float64(i / 10),
+            "decision": "approve",
+            "amount": Decimal("12.34"),
+            "scored_at": scored_at,
+        }
+        for i in range(3)
+    ]
+    sink.write([chunk_of(records[:1]), chunk_of(records[1:])])
     got = _read_back(bq_client, table)
     assert [r["transaction_id"] for r in got] == ["tx-0", "tx-1", "tx-2"]
     assert [r["probability"] for r in got] == [0.0, 0.1, 0.2]
@@ -296,10 +296,11 @@ def test_prediction_sink_reports_rejected_rows(bq_client: Any) -> None:
     good = {"transaction_id": "tx-ok", "probability": 0.5, "decision": "review"}
     bad = {"transaction_id": "tx-bad", "probability": "not-a-number", "decision": "review"}
     with pytest.raises(DataSourceError, match=rf"{table}: 1 of 2 rows rejected \(row 1"):
-        sink.write([good, bad])
+        sink.write([chunk_of([good, bad])])
     assert [row["transaction_id"] for row in _read_back(bq_client, table)] == ["tx-ok"]
 
 
 def test_prediction_sink_empty_batch_makes_no_call() -> None:
     """Writing no records is a no-op that never touches the client."""
     BigQueryPredictionSink(TRANSACTIONS, client=_NoNetworkClient()).write([])
+    BigQueryPredictionSink(TRANSACTIONS, client=_NoNetworkClient()).write([{"transaction_id": []}])

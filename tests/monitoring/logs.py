@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sproxxo.features import FEATURE_NAMES, derive
-from sproxxo.predlog import FileSink
+from sproxxo.predlog import FileSink, chunk_of
 from sproxxo.sources.synthetic import generate
 
 POPULATION_ROWS = 40_000
@@ -58,7 +58,7 @@ def plant_shift(raw: pd.DataFrame, *, seed: int) -> pd.DataFrame:
 def log_frame(
     raw: pd.DataFrame, *, start: datetime = WINDOW_START, hours: float = 24.0, tag: str = MODEL_TAG
 ) -> pd.DataFrame:
-    """Prediction-log records (as `build_record` writes them) for raw transactions."""
+    """Prediction-log records (the columns `log_chunk` writes) for raw transactions."""
     derived = derive(raw)
     frame = pd.DataFrame(derived.matrix, columns=list(FEATURE_NAMES))
     probability = 1.0 / (1.0 + np.exp(-(8.0 * derived.risk_score - 5.0)))
@@ -98,8 +98,10 @@ def current_frame(rows: int = 5_000, *, seed: int = 2, shifted: bool = False) ->
 
 
 def write_log(frame: pd.DataFrame, directory: Path) -> None:
-    """Write records the way the service's file sink does."""
-    FileSink(directory).write(frame.to_dict("records"))
+    """Write records the way the service's file sink does (chunks of up to 1,000)."""
+    records = frame.to_dict("records")
+    chunks = [chunk_of(records[i : i + 1000]) for i in range(0, len(records), 1000)]
+    FileSink(directory).write(chunks)
 
 
 def write_model_dir(directory: Path, reference: pd.DataFrame | None) -> Path:

@@ -6,7 +6,7 @@ import errno
 import json
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +14,31 @@ import numpy as np
 import orjson
 import pytest
 
-from sproxxo.features import FEATURE_NAMES
-from sproxxo.predlog import FileSink, PredictionLog, Record, build_record, read_log
-from sproxxo.schemas import (
-    EXAMPLE_TRANSACTION,
-    Assessment,
-    Decision,
-    RiskBreakdown,
-    RuleViolation,
-    Transaction,
+from sproxxo.features import FEATURE_NAMES, columns_from_transactions, derive
+from sproxxo.predlog import (
+    MAX_BATCH,
+    Chunk,
+    FileSink,
+    PredictionLog,
+    Record,
+    chunk_of,
+    local_isoformat,
+    log_chunk,
+    read_log,
+    records_of,
 )
+from sproxxo.schemas import EXAMPLE_TRANSACTION, Decision, RuleViolation, Transaction
+from sproxxo.scoring import Scored
 
 T0 = datetime(2026, 3, 1, 10, 15, tzinfo=UTC)
 
 
 def _record(i: int, when: datetime = T0) -> Record:
     return {"transaction_id": f"tx-{i}", "logged_at": when.isoformat(), "decision": "approve"}
+
+
+def _chunk(*records: Record) -> Chunk:
+    return chunk_of(list(records))
 
 
 class SlowSink:
@@ -40,10 +49,10 @@ class SlowSink:
         self.release = threading.Event()
         self.records: list[Record] = []
 
-    def write(self, records: list[Record]) -> None:
+    def write(self, chunks: list[Chunk]) -> None:
         self.entered.set()
         assert self.release.wait(10)
-        self.records.extend(records)
+        self.records.extend(r for chunk in chunks for r in records_of(chunk))
 
 
 class FullDiskSink:
@@ -52,7 +61,7 @@ class FullDiskSink:
     def __init__(self) -> None:
         self.attempts = 0
 
-    def write(self, records: list[Record]) -> None:
+    def write(self, chunks: list[Chunk]) -> None:
         self.attempts += 1
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -62,7 +71,8 @@ def test_file_sink_partitions_by_hour(tmp_path: Path) -> None:
     sink = FileSink(tmp_path)
     later = T0 + timedelta(hours=1)
     next_day = T0 + timedelta(days=1)
-    sink.write([_record(1), _record(2, later), _record(3), _record(4, next_day)])
+    sink.write([_chunk(_record(1)), _chunk(_record(2, later)), _chunk(_record(3))])
+    sink.write([_chunk(_record(4, next_day))])
     files = sorted(p.relative_to(tmp_path).parent.as_posix() for p in tmp_path.rglob("*.jsonl"))
     assert files == [
         "date=2026-03-01/hour=10",
@@ -70,14 +80,15 @@ def test_file_sink_partitions_by_hour(tmp_path: Path) -> None:
         "date=2026-03-02/hour=10",
     ]
     lines = sink.path_for(T0).read_bytes().splitlines()
-    assert [orjson.loads(line)["transaction_id"] for line in lines] == ["tx-1", "tx-3"]
+    ids = [tid for line in lines for tid in orjson.loads(line)["columns"]["transaction_id"]]
+    assert ids == ["tx-1", "tx-3"]
 
 
 def test_file_sink_appends(tmp_path: Path) -> None:
     """A second write to the same hour appends to the same file."""
     sink = FileSink(tmp_path)
-    sink.write([_record(1)])
-    sink.write([_record(2)])
+    sink.write([_chunk(_record(1))])
+    sink.write([_chunk(_record(2))])
     assert len(sink.path_for(T0).read_bytes().splitlines()) == 2
 
 
@@ -86,7 +97,7 @@ def test_prediction_log_close_flushes_all_accepted(tmp_path: Path) -> None:
     written: list[int] = []
     log = PredictionLog(FileSink(tmp_path), flush_seconds=5.0, on_write=written.append)
     n = 4500  # more than one writer batch
-    accepted = sum(log.submit([_record(i)]) for i in range(n))
+    accepted = sum(log.submit(_chunk(_record(i))) for i in range(n))
     assert accepted == n
     assert log.close(timeout=30)
     assert log.stats.accepted == log.stats.written == n
@@ -101,7 +112,7 @@ def test_prediction_log_submit_after_close_drops(tmp_path: Path) -> None:
     drops: list[tuple[str, int]] = []
     log = PredictionLog(FileSink(tmp_path), on_drop=lambda r, n: drops.append((r, n)))
     assert log.close()
-    assert log.submit([_record(1), _record(2)]) == 0
+    assert log.submit(_chunk(_record(1), _record(2))) == 0
     assert log.stats.dropped == {"closed": 2}
     assert drops == [("closed", 2)]
 
@@ -114,10 +125,10 @@ def test_prediction_log_full_queue_drops_and_counts() -> None:
         sink, queue_size=5, flush_seconds=0.01, on_drop=lambda r, n: drops.append((r, n))
     )
     try:
-        assert log.submit([_record(0)]) == 1
+        assert log.submit(_chunk(_record(0))) == 1
         assert sink.entered.wait(5)  # the writer now holds record 0 inside write()
         started = time.perf_counter()
-        accepted = log.submit([_record(i) for i in range(1, 21)])
+        accepted = log.submit(chunk_of([_record(i) for i in range(1, 21)]))
         assert time.perf_counter() - started < 0.5  # never blocks
         assert accepted == 5
         assert log.stats.dropped == {"queue_full": 15}
@@ -137,7 +148,7 @@ def test_prediction_log_sink_error_drops_without_raising() -> None:
     log = PredictionLog(sink, flush_seconds=0.01, on_drop=lambda r, n: drops.append((r, n)))
     started = time.perf_counter()
     for i in range(10):
-        assert log.submit([_record(i)]) == 1
+        assert log.submit(_chunk(_record(i))) == 1
     assert time.perf_counter() - started < 0.5
     assert log.close(timeout=10)
     assert sink.attempts >= 1
@@ -157,55 +168,117 @@ def test_prediction_log_keeps_writing_after_sink_error() -> None:
             self.records: list[Record] = []
             self.first_done = threading.Event()
 
-        def write(self, records: list[Record]) -> None:
+        def write(self, chunks: list[Chunk]) -> None:
             self.calls += 1
             if self.calls == 1:
                 self.first_done.set()
                 raise OSError(errno.EIO, "I/O error")
-            self.records.extend(records)
+            self.records.extend(r for chunk in chunks for r in records_of(chunk))
 
     sink = FlakySink()
     log = PredictionLog(sink, flush_seconds=0.01)
-    log.submit([_record(1)])
+    log.submit(_chunk(_record(1)))
     assert sink.first_done.wait(5)
-    log.submit([_record(2)])
+    log.submit(_chunk(_record(2)))
     assert log.close(timeout=10)
     assert [r["transaction_id"] for r in sink.records] == ["tx-2"]
     assert log.stats.dropped == {"sink_error": 1}
 
 
-def _assessment(tx: Transaction) -> Assessment:
-    return Assessment(
-        transaction_id=tx.transaction_id,
-        valid=False,
-        violations=[RuleViolation(rule="null_island", field="lat", message="m", severity="review")],
-        risk=RiskBreakdown(score=0.35, indicators=[]),
-        fraud_probability=0.42,
-        decision=Decision.REVIEW,
-        reason_codes=["RULE_NULL_ISLAND", "MODEL_SCORE_HIGH"],
+def _scored(tx: Transaction) -> Scored:
+    columns = columns_from_transactions([tx])
+    return Scored(
+        transactions=[tx],
+        columns=columns,
+        derived=derive(columns),
+        probabilities=np.array([0.42]),
+        violations=[
+            [RuleViolation(rule="null_island", field="lat", message="m", severity="review")]
+        ],
+        decisions=[Decision.REVIEW],
+        reasons=[["RULE_NULL_ISLAND", "MODEL_SCORE_HIGH"]],
         model_tag="sproxxo-fraud:v1",
     )
 
 
-def test_build_record_has_no_card_token() -> None:
-    """A log record carries the decision and features but no card token anywhere."""
+def test_log_chunk_has_no_card_token(tmp_path: Path) -> None:
+    """A logged record carries the decision and features but no card token anywhere."""
     tx = Transaction.model_validate_json(json.dumps(EXAMPLE_TRANSACTION))
-    features = np.arange(len(FEATURE_NAMES), dtype=np.float64)
-    record = build_record(tx, _assessment(tx).model_dump(mode="json"), features.tolist())
-    assert "card_id" not in record
-    assert tx.card_id not in orjson.dumps(record).decode()
+    scored = _scored(tx)
+    FileSink(tmp_path).write([log_chunk(scored)])
+    text = "".join(p.read_text() for p in tmp_path.rglob("*.jsonl"))
+    assert "card_id" not in text
+    assert tx.card_id not in text
+    (record,) = read_log(tmp_path).to_dict("records")
     assert record["transaction_id"] == tx.transaction_id
     assert record["decision"] == "review"
-    assert record["violations"] == ["null_island"]
+    assert record["valid"] is False
+    assert list(record["violations"]) == ["null_island"]
+    assert list(record["reason_codes"]) == ["RULE_NULL_ISLAND", "MODEL_SCORE_HIGH"]
     assert record["event_time"] == tx.timestamp.isoformat()
-    assert [record[name] for name in FEATURE_NAMES] == features.tolist()
+    assert record["amount"] == float(tx.amount)
+    assert record["fraud_probability"] == 0.42
+    assert record["risk_score"] == scored.derived.risk_score[0]
+    assert [record[name] for name in FEATURE_NAMES] == scored.derived.matrix[0].tolist()
     assert datetime.fromisoformat(record["logged_at"]).tzinfo is not None
+
+
+@pytest.mark.parametrize("offset", [-720, -360, -90, 0, 330, 345, 840])
+def test_local_isoformat_equals_datetime_isoformat(offset: int) -> None:
+    """The array formatting of event times gives exactly `datetime.isoformat()`."""
+    rng = np.random.default_rng(offset + 1000)
+    zone = timezone(timedelta(minutes=offset))
+    stamps = [
+        datetime(2026, 1, 1, tzinfo=zone)
+        + timedelta(seconds=int(s), microseconds=int(us) if i % 2 else 0)
+        for i, (s, us) in enumerate(
+            zip(rng.integers(0, 3 * 365 * 86400, 200), rng.integers(1, 10**6, 200), strict=True)
+        )
+    ]
+    columns = columns_from_transactions([_tx_at(stamp.isoformat()) for stamp in stamps])
+    got = local_isoformat(columns["epoch_seconds"], columns["utc_offset_minutes"])
+    assert got == [stamp.isoformat() for stamp in stamps]
+
+
+def _tx_at(timestamp: str) -> Transaction:
+    return Transaction.model_validate_json(
+        json.dumps({**EXAMPLE_TRANSACTION, "timestamp": timestamp})
+    )
+
+
+def test_read_log_reads_chunk_lines_and_record_lines(tmp_path: Path) -> None:
+    """Chunk lines and one-record-per-line files (older logs) read back as one frame."""
+    FileSink(tmp_path).write([_chunk(_record(1), _record(2))])
+    legacy = tmp_path / "date=2026-03-01" / "hour=10" / "part-legacy.jsonl"
+    legacy.write_bytes(orjson.dumps(_record(3)) + b"\n")
+    frame = read_log(tmp_path)
+    assert sorted(frame["transaction_id"]) == ["tx-1", "tx-2", "tx-3"]
+    assert set(frame["decision"]) == {"approve"}
+
+
+def test_chunk_of_and_records_of_round_trip() -> None:
+    """Records turned into a chunk and back are equal; numpy columns become Python values."""
+    records = [_record(i) for i in range(3)]
+    assert records_of(chunk_of(records)) == records
+    rows = records_of({"transaction_id": ["a", "b"], "p": np.array([0.5, 0.25])})
+    assert rows == [{"transaction_id": "a", "p": 0.5}, {"transaction_id": "b", "p": 0.25}]
+    assert type(rows[0]["p"]) is float
+
+
+def test_prediction_log_splits_big_chunks_into_batches(tmp_path: Path) -> None:
+    """One 4,500-record chunk reaches the sink in batches of at most MAX_BATCH, in order."""
+    written: list[int] = []
+    log = PredictionLog(FileSink(tmp_path), flush_seconds=5.0, on_write=written.append)
+    assert log.submit(chunk_of([_record(i) for i in range(4500)])) == 4500
+    assert log.close(timeout=30)
+    assert written == [MAX_BATCH, MAX_BATCH, 4500 - 2 * MAX_BATCH]
+    assert list(read_log(tmp_path)["transaction_id"]) == [f"tx-{i}" for i in range(4500)]
 
 
 def test_read_log_filters_since_until(tmp_path: Path) -> None:
     """read_log keeps records with since <= logged_at < until, across partitions."""
     sink = FileSink(tmp_path)
-    sink.write([_record(h, T0 + timedelta(hours=h)) for h in range(5)])
+    sink.write([_chunk(_record(h, T0 + timedelta(hours=h))) for h in range(5)])
     everything = read_log(tmp_path)
     assert len(everything) == 5
     window = read_log(tmp_path, since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=3))
@@ -225,10 +298,10 @@ def test_prediction_log_submit_batch_partially_accepted(queue_size: int) -> None
     sink = SlowSink()
     log = PredictionLog(sink, queue_size=queue_size, flush_seconds=0.01)
     try:
-        log.submit([_record(0)])
+        log.submit(_chunk(_record(0)))
         assert sink.entered.wait(5)
         records: list[dict[str, Any]] = [_record(i) for i in range(1, 10)]
-        assert log.submit(records) == queue_size
+        assert log.submit(chunk_of(records)) == queue_size
         assert log.stats.dropped["queue_full"] == 9 - queue_size
     finally:
         sink.release.set()
@@ -239,9 +312,9 @@ def test_prediction_log_close_honours_timeout_with_stuck_sink() -> None:
     """close(timeout) returns (False) within about `timeout` even if the sink never finishes."""
     sink = SlowSink()
     log = PredictionLog(sink, queue_size=2, flush_seconds=0.01)
-    log.submit([_record(0)])
+    log.submit(_chunk(_record(0)))
     assert sink.entered.wait(5)
-    assert log.submit([_record(1), _record(2)]) == 2  # the queue is now full
+    assert log.submit(_chunk(_record(1), _record(2))) == 2  # the queue is now full
     outcome: list[bool] = []
     closer = threading.Thread(target=lambda: outcome.append(log.close(timeout=0.5)), daemon=True)
     closer.start()
