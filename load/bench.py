@@ -7,10 +7,10 @@ writes it to `<state>/reports/bench.md` (default `.sproxxo/reports/bench.md`).
 
 How it measures:
 * in process: features + model, `sproxxo.scoring.score(...).records()` (the service
-  path), `bundle.predict_matrix` (the compiled trees, in chunks of 128 rows) and sklearn
-  `predict_proba` on the same feature matrix, at 1, 8,
-  32, 128 and 1024 rows, pinned to core 0; plus the parity max |Δp| compiled vs. sklearn
-  on a held-out generator sample;
+  path), `bundle.predict_matrix` (the compiled trees: a numba kernel over flat arrays) and
+  sklearn `predict_proba` on the same feature matrix, at 1, 8, 32, 128 and 1024 rows,
+  pinned to core 0; plus the parity max |Δp| compiled vs. sklearn on a held-out generator
+  sample;
 * over HTTP: servers are started and stopped here (`bentoml serve`, and the seed-style
   FastAPI app of `load/baseline/app.py`), on the cores of `--server-cpus` (default both).
   Load generators run in their own process pinned to core 1 (`taskset -c 1`): Debian's
@@ -18,7 +18,10 @@ How it measures:
   connections, latency at 4 connections, /predict_batch with 1000 transactions), and
   `load/fixed_rate.py` (open loop, wrk2-style, latency from the scheduled instant) for
   the fixed 200 req/s run, because Debian has no wrk2;
+* the service runs once per `--workers` count (default 1 and 2), each its own server;
 * errors = socket errors + non-2xx answers over every run against a server;
+* server CPU per request = user + system CPU of the server's process tree during a run,
+  divided by the requests it answered (steadier than req/s on a shared VM);
 * RSS = VmRSS (and VmHWM, the peak) of each process of the server's process tree.
 
 Without `--store` a model is trained first into a temporary store (~20-40 s).
@@ -253,8 +256,7 @@ def _in_process_row(
         if n == 1:
             target, ok = f"p50 ≤ {TARGET_SINGLE_P50_US:.0f} µs", p50 <= TARGET_SINGLE_P50_US
     elif name == "predict_matrix":
-        engine = "compiled" if n <= 128 else "compiled, chunks of 128"
-        note = f"{engine}; {measured['sklearn predict_proba'][1] / p50:.1f}x faster than sklearn"
+        note = f"compiled; {measured['sklearn predict_proba'][1] / p50:.1f}x faster than sklearn"
     return Row(
         "in-process",
         f"{name}, {n} row{'s' * (n > 1)}",
@@ -296,9 +298,7 @@ def parity_row(bundle: Any, *, rows: int = 20_000) -> Row:
         return Row("in-process", "parity compiled vs sklearn", note="no compiled model")
     x = build_features(generate(rows, seed=2718))
     sk = bundle.pipeline[-1].predict_proba(x)[:, 1]
-    compiled = np.concatenate(
-        [bundle.compiled.predict(x[i : i + 256]) for i in range(0, len(x), 256)]
-    )
+    compiled = bundle.compiled.predict(x)
     delta = float(np.max(np.abs(compiled - sk)))
     return Row(
         "in-process",
@@ -553,80 +553,122 @@ def bench_baseline(
     return row, float(res["rps"])
 
 
+def cpu_seconds(root: int) -> float:
+    """User + system CPU seconds used so far by `root` and its descendants."""
+    ticks = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _with_cpu(root: int, run: Callable[[], dict[str, Any]], requests_key: str) -> dict[str, Any]:
+    """`run()`'s result plus the server's CPU milliseconds per request it served."""
+    before = cpu_seconds(root)
+    result = run()
+    result["cpu_ms"] = 1000 * (cpu_seconds(root) - before) / max(int(result[requests_key]), 1)
+    return result
+
+
 def bench_service(
-    cfg: dict[str, Any], d: Durations, singles: Path, batches: Path, report: Report
+    cfg: dict[str, Any], d: Durations, bodies: tuple[Path, Path], report: Report, *, workers: int
 ) -> float:
-    """The Bento service: max, fixed rate, low concurrency, batch, errors, RSS."""
+    """The Bento service with `workers` workers: max, fixed rate, low concurrency, batch,
+    errors, CPU per request, RSS."""
     srv = ServerProcess(
-        "bentoml",
+        f"bentoml-{workers}",
         [sys.executable, "-m", "bentoml", "serve", "service:FraudScorer", "--host", "127.0.0.1"],
-        {**cfg["env"], "SPROXXO_MODEL_TAG": cfg["tag"]},
-        cfg["work"] / "service.log",
+        {**cfg["env"], "SPROXXO_MODEL_TAG": cfg["tag"], "SPROXXO_WORKERS": str(workers)},
+        cfg["work"] / f"service-{workers}.log",
         cfg["cpus"],
     )
     srv.start()
     try:
-        wrk(srv.url, "/predict", singles, connections=16, seconds=d.warm)
-        top = wrk(srv.url, "/predict", singles, connections=64, seconds=d.max)
-        rss_peak = rss_mb(srv.process.pid)  # type: ignore[union-attr]
-        fixed = fixed_rate(f"{srv.url}/predict", singles, rate=FIXED_RATE, seconds=d.fixed)
-        low = wrk(srv.url, "/predict", singles, connections=4, seconds=d.low)
-        batch = wrk(srv.url, "/predict_batch", batches, connections=2, seconds=d.batch)
-        rss_end = rss_mb(srv.process.pid)  # type: ignore[union-attr]
+        runs, rss_peak, rss_end = _service_runs(srv, d, *bodies)
     finally:
         srv.stop()
-    report.errors += sum(int(r["errors"]) for r in (top, fixed, low, batch))
-    p99_ms = fixed["p99_us"] / 1000
+    report.errors += sum(int(r["errors"]) for r in runs.values())
+    section = f"Bento service, {workers} worker{'s' * (workers > 1)}"
+    report.add(*_service_rows(section, runs))
+    report.add(*_rss_rows(section, rss_peak, rss_end))
+    return float(runs["max"]["rps"])
+
+
+def _service_runs(
+    srv: ServerProcess, d: Durations, singles: Path, batches: Path
+) -> tuple[dict[str, dict[str, Any]], list[Any], list[Any]]:
+    root = srv.process.pid  # type: ignore[union-attr]
+    wrk(srv.url, "/predict", singles, connections=16, seconds=d.warm)
+    runs = {
+        "max": _with_cpu(
+            root,
+            lambda: wrk(srv.url, "/predict", singles, connections=64, seconds=d.max),
+            "requests",
+        )
+    }
+    rss_peak = rss_mb(root)
+    runs["fixed"] = fixed_rate(f"{srv.url}/predict", singles, rate=FIXED_RATE, seconds=d.fixed)
+    runs["low"] = wrk(srv.url, "/predict", singles, connections=4, seconds=d.low)
+    runs["batch"] = _with_cpu(
+        root,
+        lambda: wrk(srv.url, "/predict_batch", batches, connections=2, seconds=d.batch),
+        "requests",
+    )
+    return runs, rss_peak, rss_mb(root)
+
+
+def _service_rows(section: str, runs: dict[str, dict[str, Any]]) -> list[Row]:
+    top, fixed, low, batch = runs["max"], runs["fixed"], runs["low"], runs["batch"]
     tps = batch["rps"] * 1000
-    report.add(
+
+    def latencies(r: dict[str, Any]) -> tuple[str, str, str]:
+        return _ms(r["p50_us"]), _ms(r["p95_us"]), _ms(r["p99_us"])
+
+    return [
         Row(
-            "Bento service",
+            section,
             "/predict max @64 conns",
             f"{top['rps']:,.0f} req/s",
-            _ms(top["p50_us"]),
-            _ms(top["p95_us"]),
-            _ms(top["p99_us"]),
-            f"errors {top['errors']}",
+            *latencies(top),
+            f"errors {top['errors']}, server CPU {top['cpu_ms']:.2f} ms/request",
         ),
         Row(
-            "Bento service",
+            section,
             f"/predict fixed {FIXED_RATE:.0f} req/s (open loop)",
             f"{fixed['achieved_rps']:,.0f} req/s",
-            _ms(fixed["p50_us"]),
-            _ms(fixed["p95_us"]),
-            _ms(fixed["p99_us"]),
+            *latencies(fixed),
             f"errors {fixed['errors']} (socket {fixed['errors'] - fixed['non_2xx']}, "
             f"statuses {fixed['statuses']}), {fixed['connections']} conns used",
             f"p99 ≤ {TARGET_P99_MS:.0f} ms",
-            p99_ms <= TARGET_P99_MS,
+            fixed["p99_us"] / 1000 <= TARGET_P99_MS,
         ),
         Row(
-            "Bento service",
+            section,
             "/predict low concurrency @4 conns",
             f"{low['rps']:,.0f} req/s",
-            _ms(low["p50_us"]),
-            _ms(low["p95_us"]),
-            _ms(low["p99_us"]),
+            *latencies(low),
             f"errors {low['errors']}",
         ),
         Row(
-            "Bento service",
+            section,
             "/predict_batch, 1000 tx/request @2 conns",
             f"{tps:,.0f} tx/s",
-            _ms(batch["p50_us"]),
-            _ms(batch["p95_us"]),
-            _ms(batch["p99_us"]),
-            f"{batch['rps']:.1f} req/s, errors {batch['errors']}",
+            *latencies(batch),
+            f"{batch['rps']:.1f} req/s, errors {batch['errors']}, "
+            f"server CPU {batch['cpu_ms']:.1f} ms/request",
             f"≥ {TARGET_BATCH_TPS:,.0f} tx/s",
             tps >= TARGET_BATCH_TPS,
         ),
-    )
-    report.add(*_rss_rows(rss_peak, rss_end))
-    return float(top["rps"])
+    ]
 
 
 def _rss_rows(
-    peak: list[tuple[int, str, float, float]], end: list[tuple[int, str, float, float]]
+    section: str,
+    peak: list[tuple[int, str, float, float]],
+    end: list[tuple[int, str, float, float]],
 ) -> list[Row]:
     by_pid = {pid: (name, rss, hwm) for pid, name, rss, hwm in peak}
     rows = []
@@ -636,7 +678,7 @@ def _rss_rows(
         after_max = by_pid.get(pid, (name, 0.0, 0.0))[1]
         rows.append(
             Row(
-                "Bento service",
+                section,
                 f"RSS pid {pid} ({name})",
                 note=f"after max run {after_max:,.0f} MB, at end {rss:,.0f} MB, "
                 f"peak (VmHWM) {hwm:,.0f} MB",
@@ -659,6 +701,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--store", type=Path, help="BENTOML_HOME with a trained model")
     parser.add_argument("--model", default="", help="tag (default: champion, else newest)")
     parser.add_argument("--server-cpus", default="0,1", help="taskset list for the servers")
+    parser.add_argument(
+        "--workers",
+        type=lambda text: [int(w) for w in text.split(",")],
+        default=[1, 2],
+        help="service worker counts to measure, one server each (default 1,2)",
+    )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--out", type=Path, help="markdown output (default reports/bench.md)")
@@ -750,8 +798,11 @@ def _run(args: argparse.Namespace, d: Durations, work: Path) -> int:
             row, rps = bench_baseline(cfg, mode=mode, workers=workers, d=d, singles=singles)
             report.add(row)
             best = max(best, rps)
-    print("Bento service ...", flush=True)
-    top = bench_service(cfg, d, singles, batches, report)
+    top = 0.0
+    for workers in args.workers:
+        print(f"Bento service x{workers} ...", flush=True)
+        rps = bench_service(cfg, d, (singles, batches), report, workers=workers)
+        top = max(top, rps)
     report.add(*_summary_rows(top, best, report.errors))
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     report.header.append(f"- load average (1/5/15 min) at start {cfg['load']}, at end {load}")
@@ -782,7 +833,7 @@ def _summary_rows(top: float, best: float, errors: int) -> list[Row]:
             0,
             Row(
                 "targets",
-                "service max ÷ best FastAPI baseline max",
+                "best service max ÷ best FastAPI baseline max",
                 f"{top:,.0f} vs {best:,.0f} req/s",
                 note=f"{ratio:.2f}x",
                 target=f"≥ {TARGET_RATIO}x",

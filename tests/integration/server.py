@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from load.bench import process_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,9 +110,14 @@ class Server:
             return -9
 
     def kill(self) -> None:
-        """SIGKILL the whole process group."""
+        """SIGKILL the server and every process under it: BentoML's workers do not sit in
+        the server's process group and would outlive it, listening, as orphans."""
         if self.process and self.process.poll() is None:
+            tree = process_tree(self.process.pid)
             os.killpg(self.process.pid, signal.SIGKILL)
+            for pid in tree:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self.process.wait(10)
 
     def stop(self) -> None:

@@ -50,6 +50,7 @@ def test_schemathesis_all_checks_pass(
             text=True,
             timeout=300,
             check=False,
+            cwd=tmp_path,  # its example cache (.schemathesis/) stays out of the checkout
         )
         still_up = httpx.post(f"{srv.url}/predict", json=make_transaction(), timeout=5)
     finally:
