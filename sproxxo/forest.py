@@ -12,6 +12,7 @@ are the inner loop, so the CPU overlaps the walks of independent rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -24,6 +25,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 _BLOCK = 128
+_LANES = 32
 #: Largest |p_sklearn - p_compiled| accepted, at training and again at every model load.
 PARITY_TOLERANCE = 1e-6
 
@@ -40,7 +42,7 @@ def _walk(
     baseline: float,
     has_nan: bool,
     out: FloatArray,
-) -> None:  # pragma: no cover - runs compiled by numba (see `_kernel`)
+) -> None:  # pragma: no cover - runs compiled by numba (see `_kernels`)
     """out[i] = baseline + the leaf value of every tree, added in tree order (as sklearn).
 
     sklearn goes left when v <= threshold, or when v is NaN and missing values go left.
@@ -70,18 +72,54 @@ def _walk(
                 out[start + i] += value[node[i]]
 
 
+def _walk_one(
+    x: FloatArray,
+    feature: IntArray,
+    threshold: FloatArray,
+    nan_right: BoolArray,
+    left: IntArray,
+    value: FloatArray,
+    roots: IntArray,
+    depths: IntArray,
+    baseline: float,
+    has_nan: bool,
+    out: FloatArray,
+) -> None:  # pragma: no cover - runs compiled by numba (see `_kernels`)
+    """One row: the trees are the inner loop instead, walked _LANES at a time so the CPU
+    overlaps their independent chains of loads; the sum keeps sklearn's tree order."""
+    trees = roots.shape[0]
+    node = np.empty(_LANES, dtype=np.intp)
+    acc = baseline
+    for first in range(0, trees, _LANES):
+        lanes = min(_LANES, trees - first)
+        deepest = 0
+        for j in range(lanes):
+            node[j] = roots[first + j]
+            deepest = max(deepest, depths[first + j])
+        for _ in range(deepest):  # a leaf points at itself: extra steps stay put
+            for j in range(lanes):
+                nd = node[j]
+                v = x[0, feature[nd]]
+                node[j] = left[nd] + ((v > threshold[nd]) | ((v != v) & nan_right[nd]))
+        for j in range(lanes):
+            acc += value[node[j]]
+    out[0] = acc
+
+
 @cache
-def _kernel() -> Callable[..., None]:
-    """`_walk` compiled once per process. numba keeps the machine code in `__pycache__`
-    (or NUMBA_CACHE_DIR) so later processes load it; without a writable place it compiles
-    at every start instead (about a second)."""
+def _kernels() -> tuple[Callable[..., None], Callable[..., None]]:
+    """`_walk_one` and `_walk` compiled once per process. numba keeps the machine code in
+    `__pycache__` (or NUMBA_CACHE_DIR) so later processes load it; without a writable
+    place it compiles at every start instead (about a second)."""
     import numba  # imported here: ~1 s, and only the scoring path needs it
 
     try:
-        kernel: Callable[..., None] = numba.njit(nogil=True, cache=True)(_walk)
+        one = numba.njit(nogil=True, cache=True)(_walk_one)
+        many = numba.njit(nogil=True, cache=True)(_walk)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        kernel = numba.njit(nogil=True)(_walk)
-    return kernel
+        one = numba.njit(nogil=True)(_walk_one)
+        many = numba.njit(nogil=True)(_walk)
+    return one, many
 
 
 @dataclass(frozen=True)
@@ -102,7 +140,8 @@ class CompiledModel:
         """Sum of leaf values plus baseline for each row of `x` (n, features)."""
         rows = np.ascontiguousarray(x, dtype=np.float64)
         out = np.empty(rows.shape[0], dtype=np.float64)
-        _kernel()(
+        one, many = _kernels()
+        (one if rows.shape[0] == 1 else many)(
             rows,
             self.feature,
             self.threshold,
@@ -122,9 +161,19 @@ class CompiledModel:
         raw = self.raw(x)
         if len(self.calibrators) == 1:
             a, b = self.calibrators[0]
+            if raw.shape[0] == 1:  # scalar math: a third of numpy's cost on one element
+                return np.array([_sigmoid_tail(a * float(raw[0]) + b)])
             return np.asarray(1.0 / (1.0 + np.exp(a * raw + b)), dtype=np.float64)
         probs = [1.0 / (1.0 + np.exp(a * raw + b)) for a, b in self.calibrators]
         return np.asarray(np.mean(probs, axis=0), dtype=np.float64)
+
+
+def _sigmoid_tail(z: float) -> float:
+    """1 / (1 + e^z), 0.0 where e^z overflows (as numpy's inf gives)."""
+    try:
+        return 1.0 / (1.0 + math.exp(z))
+    except OverflowError:
+        return 0.0
 
 
 def parity_gap(calibrated: Any, compiled: CompiledModel, matrix: FloatArray) -> float:

@@ -135,10 +135,20 @@ def test_kernel_compiles_without_a_writable_cache(
         return real_njit(*args, **kwargs)
 
     monkeypatch.setattr(numba, "njit", njit)
-    forest._kernel.cache_clear()
+    forest._kernels.cache_clear()
     try:
         matrix = fitted["matrix"][:50]
         expected = _sklearn(fitted, matrix)
         np.testing.assert_allclose(fitted["compiled"].predict(matrix), expected, atol=TOLERANCE)
     finally:
-        forest._kernel.cache_clear()
+        forest._kernels.cache_clear()
+
+
+@pytest.mark.parametrize("z", [-800.0, -30.0, 0.0, 2.5, 709.0, 710.0, 5000.0])
+def test_one_row_sigmoid_equals_the_array_formula(z: float) -> None:
+    """The scalar calibration of one row gives numpy's value, overflow included."""
+    from sproxxo.forest import _sigmoid_tail
+
+    with np.errstate(over="ignore"):
+        expected = float((1.0 / (1.0 + np.exp(np.array([z]))))[0])
+    assert _sigmoid_tail(z) == pytest.approx(expected, rel=1e-15, abs=0.0)
