@@ -740,6 +740,7 @@ def _header(args: argparse.Namespace, tag: str, d: Durations) -> list[str]:
         f"- closed loop: wrk {_wrk_version()} + load/wrk/post_bodies.lua, 1 thread; "
         f"max = 64 conns for {d.max:.0f} s (baseline {d.baseline_max:.0f} s), low = 4 conns "
         f"for {d.low:.0f} s",
+        "- service as deployed: access log off (Cloud Run logs requests), 1 thread per worker",
         f"- fixed rate: load/fixed_rate.py (Python asyncio, open loop, latency from the "
         f"scheduled send; no wrk2 in Debian) at {FIXED_RATE:.0f} req/s for {d.fixed:.0f} s",
     ]
@@ -782,6 +783,7 @@ def _run(args: argparse.Namespace, d: Durations, work: Path) -> int:
             "SPROXXO_STATE_DIR": str(work / "state"),
             "BENTOML_DO_NOT_TRACK": "true",
             "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"],
+            "SPROXXO_ACCESS_LOG": "false",  # as on Cloud Run (deploy/cloudrun/service.yaml)
         },
     }
     print(f"in-process measurements on {tag} ...", flush=True)
