@@ -62,7 +62,11 @@ SERVICE_CONFIG: dict[str, Any] = {
     "threads": 1,
     "traffic": {
         "timeout": SETTINGS.request_timeout_seconds,
-        "max_concurrency": SETTINGS.max_concurrency,
+        # BentoML gives each worker max_concurrency / workers. Workers share one listening
+        # socket that does not balance connections (BentoML #5426), so one worker may hold
+        # most of them: let every worker admit the whole instance budget; Cloud Run's
+        # containerConcurrency (= SETTINGS.max_concurrency) caps the instance.
+        "max_concurrency": SETTINGS.max_concurrency * SETTINGS.workers,
     },
     "envs": [{"name": "OMP_NUM_THREADS", "value": "1"}],
     "logging": {"access": {"enabled": SETTINGS.access_log}},

@@ -45,7 +45,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_items: int = Field(default=1000, ge=1)
     max_concurrency: int = Field(
-        default=64, ge=1, description="In flight per instance; 429 past it"
+        default=64,
+        ge=1,
+        description="In flight per instance (each worker admits this many; Cloud Run's "
+        "containerConcurrency caps the instance); 429 past it",
     )
     request_timeout_seconds: float = Field(default=2.0, gt=0, description="504 past it")
     drain_seconds: float = Field(default=1.0, ge=0, le=8)

@@ -126,8 +126,20 @@ def test_service_yaml_startup_probe_fits_cloud_run_limit(container: dict[str, An
 
 
 def test_service_yaml_limits_resources(container: dict[str, Any]) -> None:
-    """The container gets 2 vCPU and 1 GiB."""
-    assert container["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
+    """The container gets 2 vCPU and 2 GiB."""
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
+
+
+def test_service_yaml_runs_one_worker_per_vcpu_within_memory(
+    container: dict[str, Any], env: dict[str, dict[str, Any]]
+) -> None:
+    """Two workers, one per vCPU; the memory limit covers each at its 500 MB ceiling plus
+    the `bentoml serve` parent (measured ~175 MB, README performance section)."""
+    workers = int(env["SPROXXO_WORKERS"]["value"])
+    limits = container["resources"]["limits"]
+    assert workers == int(limits["cpu"]) == 2
+    assert limits["memory"].endswith("Gi")
+    assert workers * 500 + 256 <= int(limits["memory"].removesuffix("Gi")) * 1024
 
 
 def test_service_yaml_admin_token_comes_from_secret_manager(env: dict[str, dict[str, Any]]) -> None:
@@ -188,8 +200,10 @@ def test_service_yaml_image_is_the_artifact_registry_placeholder(container: dict
 def test_service_yaml_concurrency_matches_service(
     template: dict[str, Any], service_config: dict[str, Any]
 ) -> None:
-    """Cloud Run sends an instance as many requests as the BentoML service admits, no more."""
-    assert template["spec"]["containerConcurrency"] == service_config["traffic"]["max_concurrency"]
+    """Cloud Run sends an instance as many requests as one BentoML worker admits, no more
+    (the service sets max_concurrency = per-instance budget x workers; BentoML divides it)."""
+    per_worker = service_config["traffic"]["max_concurrency"] // service_config["workers"]
+    assert template["spec"]["containerConcurrency"] == per_worker
 
 
 def test_service_yaml_timeout_covers_service_timeout(
