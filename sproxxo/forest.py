@@ -42,15 +42,33 @@ def _walk(
     baseline: float,
     has_nan: bool,
     out: FloatArray,
-) -> None:  # pragma: no cover - runs compiled by numba (see `_kernels`)
+) -> None:  # pragma: no cover - runs compiled by numba (see `_kernel`)
     """out[i] = baseline + the leaf value of every tree, added in tree order (as sklearn).
 
     sklearn goes left when v <= threshold, or when v is NaN and missing values go left.
-    The NaN test doubles the cost of a step, so it runs only when `x` holds a NaN.
+    The NaN test doubles the cost of a step, so a batch runs it only when `x` holds a NaN.
+    The inner loop walks independent paths so the CPU overlaps their chains of loads: rows
+    (in blocks that stay in L1 cache) for a batch, _LANES trees at a time for one row.
     """
     n = x.shape[0]
+    if n == 1:
+        acc = baseline
+        lane = np.empty(_LANES, dtype=np.intp)
+        for first in range(0, roots.shape[0], _LANES):
+            lanes = min(_LANES, roots.shape[0] - first)
+            for j in range(lanes):
+                lane[j] = roots[first + j]
+            for _ in range(depths[first : first + lanes].max()):  # leaves point at themselves
+                for j in range(lanes):
+                    nd = lane[j]
+                    v = x[0, feature[nd]]
+                    lane[j] = left[nd] + ((v > threshold[nd]) | ((v != v) & nan_right[nd]))
+            for j in range(lanes):
+                acc += value[lane[j]]
+        out[0] = acc
+        return
     node = np.empty(min(n, _BLOCK), dtype=np.intp)
-    for start in range(0, n, _BLOCK):  # blocks of rows whose features stay in L1 cache
+    for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)
         for i in range(start, stop):
             out[i] = baseline
@@ -72,54 +90,18 @@ def _walk(
                 out[start + i] += value[node[i]]
 
 
-def _walk_one(
-    x: FloatArray,
-    feature: IntArray,
-    threshold: FloatArray,
-    nan_right: BoolArray,
-    left: IntArray,
-    value: FloatArray,
-    roots: IntArray,
-    depths: IntArray,
-    baseline: float,
-    has_nan: bool,
-    out: FloatArray,
-) -> None:  # pragma: no cover - runs compiled by numba (see `_kernels`)
-    """One row: the trees are the inner loop instead, walked _LANES at a time so the CPU
-    overlaps their independent chains of loads; the sum keeps sklearn's tree order."""
-    trees = roots.shape[0]
-    node = np.empty(_LANES, dtype=np.intp)
-    acc = baseline
-    for first in range(0, trees, _LANES):
-        lanes = min(_LANES, trees - first)
-        deepest = 0
-        for j in range(lanes):
-            node[j] = roots[first + j]
-            deepest = max(deepest, depths[first + j])
-        for _ in range(deepest):  # a leaf points at itself: extra steps stay put
-            for j in range(lanes):
-                nd = node[j]
-                v = x[0, feature[nd]]
-                node[j] = left[nd] + ((v > threshold[nd]) | ((v != v) & nan_right[nd]))
-        for j in range(lanes):
-            acc += value[node[j]]
-    out[0] = acc
-
-
 @cache
-def _kernels() -> tuple[Callable[..., None], Callable[..., None]]:
-    """`_walk_one` and `_walk` compiled once per process. numba keeps the machine code in
-    `__pycache__` (or NUMBA_CACHE_DIR) so later processes load it; without a writable
-    place it compiles at every start instead (about a second)."""
+def _kernel() -> Callable[..., None]:
+    """`_walk` compiled once per process. numba keeps the machine code in `__pycache__`
+    (or NUMBA_CACHE_DIR) so later processes load it; without a writable place it compiles
+    at every start instead (about a second)."""
     import numba  # imported here: ~1 s, and only the scoring path needs it
 
     try:
-        one = numba.njit(nogil=True, cache=True)(_walk_one)
-        many = numba.njit(nogil=True, cache=True)(_walk)
+        kernel: Callable[..., None] = numba.njit(nogil=True, cache=True)(_walk)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        one = numba.njit(nogil=True)(_walk_one)
-        many = numba.njit(nogil=True)(_walk)
-    return one, many
+        kernel = numba.njit(nogil=True)(_walk)
+    return kernel
 
 
 @dataclass(frozen=True)
@@ -140,8 +122,7 @@ class CompiledModel:
         """Sum of leaf values plus baseline for each row of `x` (n, features)."""
         rows = np.ascontiguousarray(x, dtype=np.float64)
         out = np.empty(rows.shape[0], dtype=np.float64)
-        one, many = _kernels()
-        (one if rows.shape[0] == 1 else many)(
+        _kernel()(
             rows,
             self.feature,
             self.threshold,

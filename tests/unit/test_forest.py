@@ -135,13 +135,13 @@ def test_kernel_compiles_without_a_writable_cache(
         return real_njit(*args, **kwargs)
 
     monkeypatch.setattr(numba, "njit", njit)
-    forest._kernels.cache_clear()
+    forest._kernel.cache_clear()
     try:
         matrix = fitted["matrix"][:50]
         expected = _sklearn(fitted, matrix)
         np.testing.assert_allclose(fitted["compiled"].predict(matrix), expected, atol=TOLERANCE)
     finally:
-        forest._kernels.cache_clear()
+        forest._kernel.cache_clear()
 
 
 @pytest.mark.parametrize("z", [-800.0, -30.0, 0.0, 2.5, 709.0, 710.0, 5000.0])
