@@ -27,8 +27,10 @@ import bentoml
 import orjson
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, JsonValue, ValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field, JsonValue, TypeAdapter, ValidationError
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sproxxo import metrics, store
@@ -217,6 +219,22 @@ admin = FastAPI(
 _instance: FraudScorer | None = None
 
 
+@admin.exception_handler(405)
+async def _method_not_allowed(request: Request, exc: HTTPException) -> Response:
+    """405 with `Allow` listing every method served at the path: GET and DELETE of
+    /models/{version} are two routes (two operations), and Starlette would name only the
+    first route's methods."""
+    allowed = sorted(
+        method
+        for route in request.app.routes
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
+        for method in route.methods
+    )
+    return JSONResponse(
+        {"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(allowed)}
+    )
+
+
 def _service() -> FraudScorer:
     if _instance is None:
         raise HTTPException(status_code=503, detail="service is starting")
@@ -270,36 +288,48 @@ async def list_models() -> list[ModelSummary]:
     return [_summary(r, active) for r in records]
 
 
-@admin.api_route(
+async def _record_or_404(version: str) -> store.ModelRecord:
+    try:
+        return await asyncio.to_thread(store.get_record, version)
+    except ModelUnavailable as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+@admin.get(
     "/models/{version}",
-    methods=["GET", "DELETE"],
+    response_model=ModelSummary,
+    tags=["Models"],
+    responses={404: {"description": "no such version"}},
+)
+async def get_model(version: str) -> ModelSummary:
+    """One model version with stage, metrics and creation time."""
+    record = await _record_or_404(version)
+    return _summary(record, _service().active_tag)
+
+
+@admin.delete(
+    "/models/{version}",
     response_model=ModelSummary,
     tags=["Models"],
     responses={
-        401: {"description": "DELETE without a token"},
-        403: {"description": "DELETE with a wrong token"},
+        401: {"description": "no token"},
+        403: {"description": "bad token"},
         404: {"description": "no such version"},
-        409: {"description": "DELETE of the active model"},
+        409: {"description": "the active model"},
     },
 )
-async def model_version(
-    version: str, request: Request, x_admin_token: str | None = Header(default=None)
+async def delete_model(
+    version: str, x_admin_token: str | None = Header(default=None)
 ) -> ModelSummary:
-    """GET: one model version. DELETE (admin token): remove it, never the active one."""
-    if request.method == "DELETE":
-        _require_admin(x_admin_token)
-    try:
-        record = await asyncio.to_thread(store.get_record, version)
-    except ModelUnavailable as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    """Remove a version (admin token), never the active one."""
+    _require_admin(x_admin_token)
+    record = await _record_or_404(version)
     svc = _service()
-    active = svc.active_tag
-    if request.method == "DELETE":
-        # This worker's model, or the one persisted for every worker (they follow it).
-        if record.tag in {active, read_active(svc.active.active_file)}:
-            raise HTTPException(status_code=409, detail=f"{record.tag} is the active model")
-        await asyncio.to_thread(store.delete_model, record.tag)
-    return _summary(record, active)
+    # This worker's model, or the one persisted for every worker (they follow it).
+    if record.tag in {svc.active_tag, read_active(svc.active.active_file)}:
+        raise HTTPException(status_code=409, detail=f"{record.tag} is the active model")
+    await asyncio.to_thread(store.delete_model, record.tag)
+    return _summary(record, svc.active_tag)
 
 
 @admin.post(
@@ -376,7 +406,9 @@ def _documented_spec() -> dict[str, Any]:
             post["requestBody"]["content"]["application/json"]["schema"] = {
                 "$ref": ref.format(model=requests[path])
             }
-        post["responses"].update(
+        # BentoML keys its own answers by int, these by str: one key per status (as str).
+        responses = {str(code): answer for code, answer in post["responses"].items()}
+        responses.update(
             {
                 code: {
                     "description": text,
@@ -387,6 +419,7 @@ def _documented_spec() -> dict[str, Any]:
                 for code, text in ERROR_RESPONSES.items()
             }
         )
+        post["responses"] = responses
     return spec
 
 
@@ -488,6 +521,12 @@ def _init_metric_series(version: str | None) -> None:
             metrics.PREDICTIONS.labels(decision.value, version)
 
 
+async def _injected_fault() -> None:
+    # dev/test only (Settings refuses it elsewhere): a request slow by construction.
+    if SETTINGS.fault_answer_delay_seconds:
+        await asyncio.sleep(SETTINGS.fault_answer_delay_seconds)
+
+
 def _tune_gc() -> None:
     # BentoML workers hold ~300k objects; default thresholds trigger full collections that
     # stall requests for 100-200 ms (SERVING-NOTES). Freeze start-up objects and make
@@ -497,6 +536,7 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+_ASSESSMENTS = TypeAdapter(list[Assessment])
 BatchItem = Annotated[Transaction | JsonValue, Field(union_mode="left_to_right")]
 
 
@@ -663,6 +703,7 @@ class FraudScorer:
         if self.active.bundle is None:
             return self._unavailable()  # type: ignore[return-value]
         record = await self.batcher.submit(transaction)
+        await _injected_fault()
         record["latency_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
         return self._json(record)  # type: ignore[return-value]
 
@@ -679,6 +720,7 @@ class FraudScorer:
         # Scored off the event loop: single-transaction requests keep flowing and the 504
         # budget can fire while a big batch runs.
         scored = iter(await asyncio.to_thread(self._score, valid) if valid else [])
+        await _injected_fault()
         results: list[dict[str, Any]] = []
         for index, item in enumerate(items):
             if isinstance(item, Transaction):
@@ -711,7 +753,7 @@ class FraudScorer:
         self.active.refresh()
         if self.active.bundle is None:
             return self._unavailable()  # type: ignore[return-value]
-        return [Assessment.model_construct(**r) for r in self._score(transactions)]
+        return _ASSESSMENTS.validate_python(self._score(transactions))
 
 
 FraudScorer.add_asgi_middleware(RequestGuard, max_body_bytes=SETTINGS.max_body_bytes)

@@ -119,19 +119,24 @@ class ActiveModel:
             self._on_event("swap")
             return bundle, previous
 
-    def refresh(self) -> None:
-        """Follow an activation made by another worker (cheap; checks once per second)."""
+    def refresh(self) -> threading.Thread | None:
+        """Follow an activation made by another worker (cheap; checks once per second).
+
+        Returns the thread that loads the other worker's model, if one was started."""
         now = time.monotonic()
         if now < self._next_check:
-            return
+            return None
         self._next_check = now + 1.0
         mtime = self._mtime()
         if mtime == self._seen_mtime:
-            return
+            return None
         self._seen_mtime = mtime
         tag = read_active(self.active_file)
-        if tag and (self.bundle is None or tag != self.bundle.tag):
-            threading.Thread(target=self._follow, args=(tag,), daemon=True).start()
+        if not tag or (self.bundle is not None and tag == self.bundle.tag):
+            return None
+        follower = threading.Thread(target=self._follow, args=(tag,), daemon=True)
+        follower.start()
+        return follower
 
     def _follow(self, tag: str) -> None:
         with self._lock:

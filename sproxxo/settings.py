@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     )
     request_timeout_seconds: float = Field(default=2.0, gt=0, description="504 past it")
     drain_seconds: float = Field(default=1.0, ge=0, le=8)
+    fault_answer_delay_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=30,
+        description="Fault injection for tests (dev/test only): wait this long between "
+        "scoring and answering, so that a request is slow by construction on any machine",
+    )
 
     @model_validator(mode="after")
     def _no_placeholder_token_outside_dev(self) -> Settings:
@@ -61,6 +68,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SPROXXO_ADMIN_TOKEN must be set (from Secret Manager) outside dev/test"
             )
+        if self.env not in {"dev", "test"} and self.fault_answer_delay_seconds:
+            raise ValueError("SPROXXO_FAULT_ANSWER_DELAY_SECONDS is for dev/test only")
         return self
 
     @property

@@ -122,10 +122,12 @@ smoke() {
   curl --fail-with-body --silent --show-error --max-time 10 \
     --retry 5 --retry-all-errors --retry-delay 3 \
     --header "Authorization: Bearer ${token}" "${url}/readyz" >/dev/null
-  body="$(curl --fail-with-body --silent --show-error --max-time 10 \
-    --header "Authorization: Bearer ${token}" --header 'Content-Type: application/json' \
-    --data-binary "@${SAMPLE}" "${url}/predict")"
-  jq -e 'type == "object"' <<<"${body}" >/dev/null
+  # Stamped now: a stale sample would be scored, but as `valid: false` (timestamp_stale).
+  body="$(jq --arg now "$(date -u +%Y-%m-%dT%H:%M:%SZ)" '.timestamp = $now' "${SAMPLE}" |
+    curl --fail-with-body --silent --show-error --max-time 10 \
+      --header "Authorization: Bearer ${token}" --header 'Content-Type: application/json' \
+      --data-binary @- "${url}/predict")"
+  jq -e '.valid == true and (.decision | type == "string")' <<<"${body}" >/dev/null
   echo "smoke ok: ${url} answered ${body}" >&2
 }
 

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -61,8 +62,23 @@ class Server:
         self._isolated_home()
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = (self.log_path or Path(os.devnull)).open("ab")
-        self.process = subprocess.Popen(
+        with (self.log_path or Path(os.devnull)).open("ab") as log:  # the child keeps its own
+            self.process = self._spawn(log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server not ready in {timeout}s: {self.tail()}")
+
+    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -80,18 +96,6 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}: {self.tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server not ready in {timeout}s: {self.tail()}")
 
     def tail(self, n: int = 3000) -> str:
         """End of the server log."""
@@ -125,3 +129,30 @@ class Server:
         if self.process and self.process.poll() is None:
             self.terminate()
         self.kill()
+
+
+class HeldUpload:
+    """A POST whose body is sent only in part and then held: the server cannot answer it
+    from the body, so the request is slow by construction on any machine (until `close`)."""
+
+    def __init__(self, port: int, path: str, body: bytes) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.sock.sendall(head + body[: len(body) // 2])
+
+    def status(self) -> int:
+        """Block until the server answers (it can only be a refusal or a timeout)."""
+        data = b""
+        while b"\r\n" not in data:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"closed without an answer: {data!r}")
+            data += chunk
+        return int(data.split(b" ", 2)[1])
+
+    def close(self) -> None:
+        """Give up the request (the server sees a disconnect)."""
+        self.sock.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -170,13 +170,12 @@ def test_active_model_refused_activation_keeps_old_bundle(
     assert [r.tag for r in model.refusals] == ["sproxxo-fraud:tampered"]
 
 
-def _wait_for(predicate: object, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.01)
-    return False
+def _followed(follower: threading.Thread | None) -> bool:
+    """Wait for the follow-up load that refresh() started, if any (no sleeping)."""
+    if follower is None:
+        return False
+    follower.join(30)
+    return not follower.is_alive()
 
 
 def test_active_model_refresh_follows_other_writer(
@@ -188,8 +187,8 @@ def test_active_model_refresh_follows_other_writer(
     assert model.bundle.tag == "sproxxo-fraud:champ"  # type: ignore[union-attr]
     other = ActiveModel(active_file, loader=FakeLoader())
     other.activate("sproxxo-fraud:older")
-    model.refresh()
-    assert _wait_for(lambda: model.bundle.tag == "sproxxo-fraud:older")  # type: ignore[union-attr]
+    assert _followed(model.refresh())
+    assert model.bundle.tag == "sproxxo-fraud:older"  # type: ignore[union-attr]
 
 
 def test_active_model_refresh_ignores_own_activation(
@@ -200,8 +199,7 @@ def test_active_model_refresh_ignores_own_activation(
     model = ActiveModel(active_file, loader=loader)
     model.activate("sproxxo-fraud:newest")
     loads = len(loader.loaded)
-    model.refresh()
-    time.sleep(0.1)
+    assert model.refresh() is None
     assert len(loader.loaded) == loads
 
 
@@ -213,8 +211,8 @@ def test_active_model_refresh_refused_tag_keeps_bundle(
     model.start("")
     old = model.bundle
     write_active(active_file, "sproxxo-fraud:tampered")
-    model.refresh()
-    assert _wait_for(lambda: any(r.tag == "sproxxo-fraud:tampered" for r in model.refusals))
+    assert _followed(model.refresh())
+    assert any(r.tag == "sproxxo-fraud:tampered" for r in model.refusals)
     assert model.bundle is old
 
 
@@ -230,12 +228,11 @@ def test_active_model_refresh_checks_at_most_once_per_second(
     model.refresh()  # first check: nothing written yet
     write_active(active_file, "sproxxo-fraud:older")
     clock.now += 0.5
-    model.refresh()
-    time.sleep(0.1)
+    assert model.refresh() is None
     assert "sproxxo-fraud:older" not in loader.loaded
     clock.now += 0.6
-    model.refresh()
-    assert _wait_for(lambda: model.bundle.tag == "sproxxo-fraud:older")  # type: ignore[union-attr]
+    assert _followed(model.refresh())
+    assert model.bundle.tag == "sproxxo-fraud:older"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("content", [b"", b"not json", b'{"other": 1}', b"[1, 2]"])
