@@ -22,7 +22,7 @@ install: uv ## Create the virtualenv exactly from uv.lock
 run: install train serve ## Quick start: install, train on synthetic data, register, serve on :3000
 
 train: ## Train on synthetic data and register the model (ROWS=...)
-	$(UV) run python -m training.train --source synthetic --rows $(ROWS)
+	$(UV) run python -m training.train --source synthetic --rows $(ROWS) --bootstrap
 
 serve: ## Serve the active model on localhost:$(PORT)
 	$(UV) run bentoml serve service:FraudScorer --host 127.0.0.1 --port $(PORT)

@@ -13,13 +13,14 @@ Routes
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import hmac
-import json
 import logging
 import signal
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -31,27 +32,30 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, JsonValue, TypeAdapter, ValidationError
 from starlette.responses import Response
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sproxxo import metrics, store
-from sproxxo.activation import ActiveModel, read_active
+from sproxxo.activation import ACTIVE_FILE, ActiveModel, read_active
 from sproxxo.batching import MicroBatcher
+from sproxxo.bundle import ModelBundle
 from sproxxo.errors import ModelUnavailable
-from sproxxo.predlog import NullSink, PredictionLog, Sink, log_chunk
+from sproxxo.predlog import Chunk, FileSink, PredictionLog, log_chunk, make_sink, slice_chunk
 from sproxxo.risk import HIGH_RISK_SCORE
 from sproxxo.rules import RULE_NAMES
 from sproxxo.schemas import (
     EXAMPLE_TRANSACTION,
     Assessment,
-    BatchItemError,
     BatchResponse,
     Decision,
     Prediction,
     Transaction,
 )
 from sproxxo.scoring import Scored, score
-from sproxxo.settings import Settings, get_settings
-from sproxxo.validation import parse_item
+from sproxxo.serving import events, recording
+from sproxxo.serving.guard import JSON_ROUTES, RequestGuard
+from sproxxo.serving.recording import Recording
+from sproxxo.settings import get_settings
+from sproxxo.signing import dev_verify_key
+from sproxxo.validation import MAX_ERRORS, item_error
 
 logger = logging.getLogger("sproxxo.service")
 
@@ -76,137 +80,6 @@ SERVICE_CONFIG: dict[str, Any] = {
     "http": {"port": 3000},
 }
 MICRO_BATCH_MAX = 64
-JSON_ROUTES = frozenset({"/predict", "/predict_batch", "/score"})
-
-
-# --------------------------------------------------------------------------- guards
-class RequestGuard:
-    """Refuse early what must never reach parsing: wrong media type, oversize or
-    malformed bodies, duplicate JSON keys. Every refusal names the field and the rule."""
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in JSON_ROUTES:
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        media = headers.get("content-type", "").split(";")[0].strip().lower()
-        if media != "application/json":
-            await _refuse(
-                send,
-                415,
-                "content-type",
-                "unsupported_media_type",
-                f"content-type must be application/json, got {media or 'none'!r}",
-            )
-            return
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _refuse(
-                send,
-                413,
-                "body",
-                "max_body_bytes",
-                f"body of {declared} bytes exceeds {self.max_body_bytes}",
-            )
-            return
-        body = await _read_body(receive, self.max_body_bytes)
-        if body is None:
-            await _refuse(
-                send, 413, "body", "max_body_bytes", f"body exceeds {self.max_body_bytes} bytes"
-            )
-            return
-        problem = _json_problem(body)
-        if problem:
-            await _refuse(send, 400, *problem)
-            return
-        await self.app(scope, _replay(body), send)
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes) -> Receive:
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            await asyncio.Event().wait()  # like a client that sent everything
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen = dict(pairs)  # in C; only an object with a repeated key is walked in Python
-    if len(seen) != len(pairs):
-        keys = [key for key, _ in pairs]
-        key = next(k for i, k in enumerate(keys) if k in keys[:i])
-        raise ValueError(f"duplicate key {key!r}")
-    return seen
-
-
-def _plainly_valid(body: bytes) -> bool:
-    """Fast path for ordinary bodies (about half the exact check's cost on 1,000
-    transactions): orjson parses them, and serialising the result again keeps every ':'
-    byte, because a key separator or a ':' inside a string survives parsing unless a
-    duplicate key was dropped. Without \\u escapes, equal counts prove there was none;
-    anything else (escapes, NaN, huge integers, deep nesting) takes the exact check."""
-    if b"\\u" in body:
-        return False
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False
-    return body.count(b":") == orjson.dumps(parsed).count(b":")
-
-
-def _json_problem(body: bytes) -> tuple[str, str, str] | None:
-    if _plainly_valid(body):
-        return None
-    try:
-        json.loads(body, object_pairs_hook=_no_duplicates)
-    except RecursionError:
-        return "body", "json_too_deep", "body: JSON nesting is too deep"
-    except UnicodeDecodeError:
-        return "body", "json_invalid", "body: not UTF-8"
-    except json.JSONDecodeError as exc:
-        return "body", "json_invalid", f"body: invalid JSON at position {exc.pos}: {exc.msg}"
-    except ValueError as exc:
-        key = str(exc).split("'")[1] if "'" in str(exc) else "body"
-        return key, "duplicate_key", f"{key}: {exc}"
-    return None
-
-
-async def _refuse(send: Send, status: int, field: str, rule: str, message: str) -> None:
-    metrics.INVALID_REQUESTS.labels(rule).inc()
-    body = json.dumps({"error": message, "detail": [{"field": field, "rule": rule}]}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 # --------------------------------------------------------------------------- admin app
@@ -355,22 +228,18 @@ async def activate_model(
     except ModelUnavailable as exc:
         status = 404 if "not in the BentoML store" in str(exc) else 409
         raise HTTPException(status_code=status, detail=str(exc)) from exc
-    svc.publish_model_info(previous)
-    logger.info(
-        json.dumps(
-            {
-                "event": "model_activated",
-                "model": bundle.tag,
-                "previous": previous.tag if previous else None,
-            }
-        )
-    )
+    except OSError as exc:  # not persisted: nothing was switched
+        raise HTTPException(
+            status_code=503, detail=f"activation not persisted, nothing switched: {exc}"
+        ) from exc
+    events.emit("model_activated", model=bundle.tag, previous=previous.tag if previous else None)
     return ActivationResult(active=bundle.tag, previous=previous.tag if previous else None)
 
 
 ERROR_RESPONSES: dict[str, str] = {
     "400": "Malformed body: `detail` names each field and rule (pydantic error type, "
-    "json_invalid, duplicate_key, json_too_deep)",
+    "json_invalid, duplicate_key, json_too_deep, too_many_keys, too_many_values); at most "
+    f"{MAX_ERRORS} errors are listed, `more_errors` counts the rest",
     "413": "Body larger than SPROXXO_MAX_BODY_BYTES (rule max_body_bytes)",
     "415": "Content type is not application/json (rule unsupported_media_type)",
     "429": "More than max_concurrency requests in flight: shed, retry later",
@@ -384,6 +253,7 @@ class ErrorBody(BaseModel):
 
     error: str
     detail: list[dict[str, Any]] = Field(default_factory=list)
+    more_errors: int = Field(default=0, ge=0, description="errors beyond those listed")
 
 
 def _documented_spec() -> dict[str, Any]:
@@ -396,7 +266,11 @@ def _documented_spec() -> dict[str, Any]:
         body = model.model_json_schema(ref_template=ref)
         schemas.update(body.pop("$defs", {}))
         schemas[model.__name__] = body
-    requests = {"/predict": "Transaction", "/predict_batch": "BatchRequest"}
+    requests = {
+        "/predict": "Transaction",
+        "/predict_batch": "BatchRequest",
+        "/predict/batch": "BatchRequest",
+    }
     for path, item in spec["paths"].items():
         post = item.get("post")
         if path not in JSON_ROUTES or post is None:
@@ -453,6 +327,7 @@ async def health() -> Health:
             "queue_depth": log.depth,
             "accepted": log.stats.accepted,
             "written": log.stats.written,
+            "dead_lettered": log.stats.dead_lettered,
             "dropped": log.stats.dropped,
             "last_error": log.stats.last_error,
         },
@@ -461,20 +336,6 @@ async def health() -> Health:
 
 
 # --------------------------------------------------------------------------- service
-def _make_sink(settings: Settings) -> Sink:
-    if settings.predlog_sink == "bigquery":
-        from sproxxo.sources.bigquery import BigQueryPredictionSink
-
-        return BigQueryPredictionSink(
-            settings.bigquery_predictions_table, project=settings.bigquery_project or None
-        )
-    if settings.predlog_sink == "none":
-        return NullSink()
-    from sproxxo.predlog import FileSink
-
-    return FileSink(settings.predictions_dir)
-
-
 def _shipped_model() -> str:
     """The model a built Bento ships (its `model_version` label); empty outside a Bento."""
     bento = FraudScorer.bento
@@ -501,8 +362,10 @@ class ClientErrorLogFilter(logging.Filter):
 
 def _init_metric_series(version: str | None) -> None:
     """Create every labelled series at 0 so dashboards and alerts see them from the start."""
-    for reason in ("queue_full", "sink_error", "closed"):
+    for reason in ("queue_full", "sink_error", "sink_timeout", "closed"):
         metrics.PREDLOG_DROPPED.labels(reason)
+    for event in ("high_risk", "invalid_transaction"):
+        metrics.LOG_EVENTS_SUPPRESSED.labels(event)
     for rule in RULE_NAMES:
         metrics.RULE_VIOLATIONS.labels(rule)
     for event in ("load", "swap", "refused"):
@@ -511,6 +374,8 @@ def _init_metric_series(version: str | None) -> None:
         "json_invalid",
         "duplicate_key",
         "json_too_deep",
+        "too_many_keys",
+        "too_many_values",
         "max_body_bytes",
         "unsupported_media_type",
         "batch_item",
@@ -522,7 +387,7 @@ def _init_metric_series(version: str | None) -> None:
 
 
 async def _injected_fault() -> None:
-    # dev/test only (Settings refuses it elsewhere): a request slow by construction.
+    # dev only (Settings refuses it elsewhere): a request slow by construction.
     if SETTINGS.fault_answer_delay_seconds:
         await asyncio.sleep(SETTINGS.fault_answer_delay_seconds)
 
@@ -563,25 +428,62 @@ class FraudScorer:
 
     def __init__(self) -> None:
         global _instance
+        events.configure(SETTINGS.log_level)
         self.started = time.monotonic()
         self.draining = False
+        self.notable = events.RateLimiter(
+            on_suppressed=lambda event, n: metrics.LOG_EVENTS_SUPPRESSED.labels(event).inc(n)
+        )
+        trust = store.Trust(
+            verify_key=SETTINGS.model_verify_key or dev_verify_key(SETTINGS.keys_dir),
+            signed_only=SETTINGS.signed_models_only,
+        )
         self.active = ActiveModel(
-            SETTINGS.state_dir / "active-model.json",
+            SETTINGS.state_dir / ACTIVE_FILE,
+            loader=functools.partial(store.load_model, trust=trust),
             on_event=lambda e: metrics.MODEL_EVENTS.labels(e).inc(),
+            on_swap=self._swapped,
         )
         self.active.start(SETTINGS.model_tag, shipped=_shipped_model())
         self.publish_model_info(None)
+        if self.active.bundle is not None:
+            events.emit("model_loaded", model=self.active.bundle.tag)
+        for refusal in self.active.refusals:
+            events.emit(
+                "model_refused", level=logging.ERROR, model=refusal.tag, reason=refusal.reason
+            )
         _init_metric_series(self.active.bundle.version if self.active.bundle else None)
         self.predlog = PredictionLog(
-            _make_sink(SETTINGS),
+            make_sink(
+                SETTINGS.predlog_sink,
+                directory=SETTINGS.predictions_dir,
+                table=SETTINGS.bigquery_predictions_table,
+                project=SETTINGS.bigquery_project or None,
+            ),
+            dead_letter=FileSink(SETTINGS.dead_letter_dir),
             queue_size=SETTINGS.predlog_queue_size,
             flush_seconds=SETTINGS.predlog_flush_seconds,
+            retry_seconds=SETTINGS.predlog_retry_seconds,
             on_drop=lambda reason, n: metrics.PREDLOG_DROPPED.labels(reason).inc(n),
             on_write=self._on_log_write,
+            on_dead_letter=metrics.PREDLOG_DEAD_LETTER.inc,
         )
-        self.batcher = MicroBatcher(self._score, max_batch_size=MICRO_BATCH_MAX)
+        self.batcher = MicroBatcher(self._score_items, max_batch_size=MICRO_BATCH_MAX)
         _instance = self
         logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorLogFilter())
+        _tune_gc()
+
+    def new_recording(self, synthetic: bool) -> Recording:
+        """The prediction-log record of one request (see sproxxo.serving.recording)."""
+        if synthetic:
+            return Recording(lambda chunk: self.predlog.submit({**chunk, "synthetic": True}))
+        return Recording(self.predlog.submit)
+
+    def _swapped(self, bundle: ModelBundle, previous: ModelBundle | None) -> None:
+        self.publish_model_info(previous)
+        # Start-up froze every object, the first model included: unfreeze so the previous
+        # model can be collected, then freeze what serves now.
+        gc.unfreeze()
         _tune_gc()
 
     def _on_log_write(self, n: int) -> None:
@@ -620,7 +522,7 @@ class FraudScorer:
             if self.draining:
                 return
             self.draining = True
-            logger.info(json.dumps({"event": "draining", "seconds": SETTINGS.drain_seconds}))
+            events.emit("draining", seconds=SETTINGS.drain_seconds)
             loop.call_soon_threadsafe(
                 loop.call_later, SETTINGS.drain_seconds, uvicorn_exit, signum, frame
             )
@@ -629,21 +531,26 @@ class FraudScorer:
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
-        """Stop reporting ready, then flush every accepted prediction-log record."""
+        """Stop reporting ready, then flush every accepted prediction-log record within the
+        platform's grace period (the rest goes to the dead letter)."""
         self.draining = True
-        flushed = self.predlog.close(timeout=8.0)
-        logger.info(
-            json.dumps(
-                {
-                    "event": "shutdown",
-                    "predlog_flushed": flushed,
-                    "written": self.predlog.stats.written,
-                }
-            )
+        flushed = self.predlog.close(timeout=SETTINGS.flush_seconds_at_shutdown)
+        self.notable.flush()
+        stats = self.predlog.stats
+        events.emit(
+            "shutdown",
+            predlog_flushed=flushed,
+            written=stats.written,
+            dead_lettered=stats.dead_lettered,
+            dropped=stats.dropped,
         )
 
     # ------------------------------------------------------------------ scoring
-    def _score(self, transactions: list[Transaction]) -> list[dict[str, Any]]:
+    def _score(
+        self, transactions: list[Transaction], owners: Sequence[tuple[Recording | None, int]]
+    ) -> list[dict[str, Any]]:
+        """Score, count and record: `owners` names whose rows these are (a request's
+        recording and its number of transactions, in order)."""
         bundle = self.active.bundle
         if bundle is None:
             raise ModelUnavailable("no model loaded")
@@ -653,7 +560,22 @@ class FraudScorer:
         metrics.SCORE_SECONDS.observe(time.perf_counter() - t0)
         metrics.BATCH_SIZE.observe(len(transactions))
         self._observe(scored, records, bundle.version)
+        self._record(log_chunk(scored), owners)
         return records
+
+    def _score_items(self, items: list[tuple[Transaction, Recording | None]]) -> list[Any]:
+        return self._score([tx for tx, _ in items], [(rec, 1) for _, rec in items])
+
+    def _record(self, chunk: Chunk, owners: Sequence[tuple[Recording | None, int]]) -> None:
+        start = 0
+        for owner, n in owners:
+            part = chunk if len(owners) == 1 else slice_chunk(chunk, start, start + n)
+            start += n
+            if owner is None:  # /score: BentoML's batcher merges requests out of sight
+                self.predlog.submit(part)
+            else:
+                owner.attach(part)
+        metrics.PREDLOG_DEPTH.set(self.predlog.depth)
 
     def _observe(self, scored: Scored, records: list[dict[str, Any]], version: str) -> None:
         metrics.observe_many(metrics.FRAUD_PROBABILITY, scored.probabilities.tolist())
@@ -665,28 +587,23 @@ class FraudScorer:
                 metrics.RULE_VIOLATIONS.labels(violation.rule).inc()
             if broken or rec["risk"]["score"] > HIGH_RISK_SCORE:
                 self._log_notable(rec)
-        self.predlog.submit(log_chunk(scored))
-        metrics.PREDLOG_DEPTH.set(self.predlog.depth)
 
-    @staticmethod
-    def _log_notable(rec: dict[str, Any]) -> None:
+    def _log_notable(self, rec: dict[str, Any]) -> None:
         # Transaction id, rule names and scores only: never the card token, name or address.
         high = rec["risk"]["score"] > HIGH_RISK_SCORE
         if high:
             metrics.HIGH_RISK.inc()
-        logger.info(
-            json.dumps(
-                {
-                    "event": "high_risk" if high and rec["valid"] else "invalid_transaction",
-                    "transaction_id": rec["transaction_id"],
-                    "rules": [v["rule"] for v in rec["violations"]],
-                    "risk_score": round(rec["risk"]["score"], 4),
-                    "fraud_probability": round(rec["fraud_probability"], 6),
-                    "decision": rec["decision"],
-                    "model": rec["model_tag"],
-                }
+        event = "high_risk" if high and rec["valid"] else "invalid_transaction"
+        if self.notable.allow(event):
+            events.emit(
+                event,
+                transaction_id=rec["transaction_id"],
+                rules=[v["rule"] for v in rec["violations"]],
+                risk_score=round(rec["risk"]["score"], 4),
+                fraud_probability=round(rec["fraud_probability"], 6),
+                decision=rec["decision"],
+                model=rec["model_tag"],
             )
-        )
 
     @staticmethod
     def _json(payload: Any, status: int = 200) -> Response:
@@ -702,7 +619,7 @@ class FraudScorer:
         self.active.refresh()
         if self.active.bundle is None:
             return self._unavailable()  # type: ignore[return-value]
-        record = await self.batcher.submit(transaction)
+        record = await self.batcher.submit((transaction, recording.CURRENT.get()))
         await _injected_fault()
         record["latency_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
         return self._json(record)  # type: ignore[return-value]
@@ -710,6 +627,14 @@ class FraudScorer:
     @bentoml.api(route="/predict_batch")
     async def predict_batch(self, request: BatchRequest, /) -> BatchResponse:
         """Score up to `max_batch_items` transactions; bad items are refused one by one."""
+        return await self._predict_batch(request)
+
+    @bentoml.api(route="/predict/batch")
+    async def predict_batch_gateway(self, request: BatchRequest, /) -> BatchResponse:
+        """The gateway's route for /predict_batch (same handler, same answer)."""
+        return await self._predict_batch(request)
+
+    async def _predict_batch(self, request: BatchRequest) -> BatchResponse:
         t0 = time.perf_counter()
         self.active.refresh()
         bundle = self.active.bundle
@@ -717,24 +642,17 @@ class FraudScorer:
             return self._unavailable()  # type: ignore[return-value]
         items = request.transactions
         valid = [tx for tx in items if isinstance(tx, Transaction)]
+        owners = [(recording.CURRENT.get(), len(valid))]
         # Scored off the event loop: single-transaction requests keep flowing and the 504
         # budget can fire while a big batch runs.
-        scored = iter(await asyncio.to_thread(self._score, valid) if valid else [])
+        scored = iter(await asyncio.to_thread(self._score, valid, owners) if valid else [])
         await _injected_fault()
         results: list[dict[str, Any]] = []
         for index, item in enumerate(items):
             if isinstance(item, Transaction):
                 results.append(next(scored))
                 continue
-            errors = parse_item(item)
-            tx_id = item.get("transaction_id") if isinstance(item, dict) else None
-            results.append(
-                BatchItemError(
-                    index=index,
-                    transaction_id=tx_id if isinstance(tx_id, str) else None,
-                    errors=errors if isinstance(errors, list) else [],
-                ).model_dump()
-            )
+            results.append(item_error(index, item).model_dump())
             metrics.INVALID_REQUESTS.labels("batch_item").inc()
         return self._json(
             {  # type: ignore[return-value]
@@ -753,7 +671,13 @@ class FraudScorer:
         self.active.refresh()
         if self.active.bundle is None:
             return self._unavailable()  # type: ignore[return-value]
-        return _ASSESSMENTS.validate_python(self._score(transactions))
+        records = self._score(transactions, [(None, len(transactions))])
+        return _ASSESSMENTS.validate_python(records)
 
 
-FraudScorer.add_asgi_middleware(RequestGuard, max_body_bytes=SETTINGS.max_body_bytes)
+FraudScorer.add_asgi_middleware(
+    RequestGuard,
+    max_body_bytes=SETTINGS.max_body_bytes,
+    on_refusal=lambda rule: metrics.INVALID_REQUESTS.labels(rule).inc(),
+    recorder=lambda synthetic: _instance.new_recording(synthetic) if _instance else None,
+)

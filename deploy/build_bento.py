@@ -59,7 +59,7 @@ def export_requirements() -> dict[str, str]:
             "uv",
             "export",
             "--frozen",
-            "--no-dev",
+            "--no-default-groups",  # the serving set only: no training/monitoring/dev groups
             "--no-hashes",
             "--no-emit-project",
             "--no-header",

@@ -6,10 +6,15 @@ gevent, so this module is never imported by pytest or the benchmark.
 Traffic mix (task weights): single /predict 85, /predict_batch of 10-50 transactions 8,
 invalid transactions 5 (the expected 4xx counts as a success), /models reader 2.
 
+Every request carries `X-Sproxxo-Synthetic: 1`: the service marks its prediction-log rows
+`synthetic` and monitoring leaves them out, so a load run against a deployed service (the
+release canary) never passes for cardholder traffic.
+
 Environment:
   SPROXXO_LOAD_SHAPE         steady (default) | spike | soak; all read --users,
                              --spawn-rate and --run-time (users = the peak)
-  SPROXXO_LOAD_BEARER_TOKEN  sent as `Authorization: Bearer ...` (Cloud Run IAM)
+  SPROXXO_LOAD_BEARER_TOKEN  sent as `Authorization: Bearer ...` (Cloud Run IAM); load.run
+                             sets it from --bearer-token or the --id-token-env variable
   SPROXXO_LOAD_WAIT_MS       "min,max" think time per user in ms (default "50,250")
 """
 
@@ -23,11 +28,12 @@ from typing import Any, ClassVar
 from locust import FastHttpUser, LoadTestShape, between, task
 
 from load.payloads import PayloadPool
+from sproxxo.serving.guard import SYNTHETIC_HEADER
 
 SHAPE = os.environ.get("SPROXXO_LOAD_SHAPE", "steady").strip().lower()
 _WAIT_MS = [float(v) for v in os.environ.get("SPROXXO_LOAD_WAIT_MS", "50,250").split(",")]
 _TOKEN = os.environ.get("SPROXXO_LOAD_BEARER_TOKEN", "")
-HEADERS = {"Content-Type": "application/json"} | (
+HEADERS = {"Content-Type": "application/json", SYNTHETIC_HEADER.decode(): "1"} | (
     {"Authorization": f"Bearer {_TOKEN}"} if _TOKEN else {}
 )
 POOL = PayloadPool(size=5000)

@@ -6,6 +6,11 @@
 Writes `<out>/locust_stats.csv` (and the other locust CSVs), `<out>/report.html`,
 `<out>/locust.log` and `<out>/summary.json`; exits 1 when the p99 or the failure rate
 breaks the SLO, 2 when locust produced no statistics.
+
+Against an IAM-only Cloud Run service, pass an ID token for its audience in an environment
+variable, never in argv (where `ps` shows it): `--id-token-env NAME`, or `LOAD_ID_TOKEN`
+(or `SPROXXO_LOAD_BEARER_TOKEN`) when no option names one. Every request is marked
+`X-Sproxxo-Synthetic: 1` (see load/locustfile.py).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ logger = logging.getLogger("load.run")
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "load" / "locustfile.py"
 SHAPES = ("steady", "spike", "soak")
+#: Where an ID token is looked for when neither --bearer-token nor --id-token-env is given.
+TOKEN_ENVS = ("LOAD_ID_TOKEN", "SPROXXO_LOAD_BEARER_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -111,9 +118,13 @@ def locust_command(args: argparse.Namespace, out: Path) -> list[str]:
 
 def run_locust(args: argparse.Namespace, out: Path) -> int:
     """Start locust in its own process (it monkey-patches with gevent); returns its code."""
-    env = {**os.environ, "SPROXXO_LOAD_SHAPE": args.shape, "PYTHONPATH": str(ROOT)}
-    if args.bearer_token:
-        env["SPROXXO_LOAD_BEARER_TOKEN"] = args.bearer_token  # env, not argv: not in `ps`
+    env = {
+        **os.environ,
+        "SPROXXO_LOAD_SHAPE": args.shape,
+        "PYTHONPATH": str(ROOT),
+        # The resolved token (possibly none), through the environment: argv shows in `ps`.
+        "SPROXXO_LOAD_BEARER_TOKEN": args.bearer_token,
+    }
     with (out / "locust.log").open("wb") as log:
         done = subprocess.run(  # noqa: S603 - fixed argv
             locust_command(args, out),
@@ -159,13 +170,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="report folder (default .sproxxo/reports/load/<timestamp>)",
     )
-    parser.add_argument(
+    token = parser.add_mutually_exclusive_group()
+    token.add_argument(
         "--bearer-token",
-        default=os.environ.get("SPROXXO_LOAD_BEARER_TOKEN", ""),
-        help="Authorization bearer token (default $SPROXXO_LOAD_BEARER_TOKEN), "
-        "e.g. $(gcloud auth print-identity-token) for Cloud Run IAM",
+        default=None,
+        help="Authorization bearer token (visible in `ps`: prefer --id-token-env)",
     )
-    return parser.parse_args(argv)
+    token.add_argument(
+        "--id-token-env",
+        metavar="NAME",
+        default=None,
+        help="environment variable holding the ID token to send as `Authorization: Bearer` "
+        f"(default: the first set of {', '.join(TOKEN_ENVS)})",
+    )
+    args = parser.parse_args(argv)
+    args.bearer_token = _bearer_token(args, parser)
+    return args
+
+
+def _bearer_token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """The token to send: --bearer-token, the variable --id-token-env names (which must be
+    set: a release check without its token would only measure 401s), or the defaults."""
+    if args.bearer_token is not None:
+        return str(args.bearer_token)
+    if args.id_token_env is not None:
+        token = os.environ.get(args.id_token_env, "").strip()
+        if not token:
+            parser.error(f"--id-token-env {args.id_token_env}: that variable is unset or empty")
+        return token
+    return next((os.environ[n].strip() for n in TOKEN_ENVS if os.environ.get(n, "").strip()), "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -56,40 +55,26 @@ def window(
 def read_predictions(
     *, source: str, log_dir: Path, since: datetime, until: datetime, table: str = ""
 ) -> pd.DataFrame:
-    """Logged predictions in [since, until) from the local log or BigQuery."""
+    """Logged predictions in [since, until) from the local log or BigQuery, without the
+    synthetic traffic of load tests and canaries."""
     if source == "bigquery":
-        return read_bigquery_predictions(table, since=since, until=until)
+        from sproxxo.sources.bigquery import read_predictions
+
+        return read_predictions(table, since=since, until=until)
     if not log_dir.is_dir():
         raise DataSourceError(f"prediction log folder {log_dir} does not exist")
     try:
-        return read_log(log_dir, since=since, until=until)
+        return without_synthetic(read_log(log_dir, since=since, until=until))
     except (OSError, ValueError, KeyError) as exc:
         raise DataSourceError(f"prediction log {log_dir} is unreadable: {exc}") from exc
 
 
-def read_bigquery_predictions(table: str, *, since: datetime, until: datetime) -> pd.DataFrame:
-    """Predictions streamed to BigQuery by the service (not covered by tests)."""
-    from google.cloud import bigquery
-
-    from sproxxo.sources.bigquery import make_client, validate_table_id
-
-    validate_table_id(table)
-    client = make_client(table.split(".", 1)[0])
-    sql = f"SELECT * FROM `{table}` WHERE logged_at >= @since AND logged_at < @until"  # noqa: S608 - id validated
-    params: list[Any] = [
-        bigquery.ScalarQueryParameter("since", "TIMESTAMP", since),
-        bigquery.ScalarQueryParameter("until", "TIMESTAMP", until),
-    ]
-    config = bigquery.QueryJobConfig(query_parameters=params)
-    try:
-        frame = client.query(sql, job_config=config).to_dataframe()
-    except Exception as exc:  # google.api_core errors vary by transport
-        raise DataSourceError(f"bigquery: reading {table} failed: {exc}") from exc
-    if "logged_at" in frame.columns:
-        frame["logged_at"] = pd.to_datetime(frame["logged_at"], utc=True).map(
-            lambda t: t.isoformat()
-        )
-    return frame
+def without_synthetic(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of real traffic (records marked `synthetic` come from load tests)."""
+    if frame.empty or "synthetic" not in frame.columns:
+        return frame
+    real = frame["synthetic"].fillna(False).astype(bool)
+    return frame[~real].reset_index(drop=True)
 
 
 def use_store_home(bentoml_home: Path) -> None:

@@ -3,8 +3,16 @@
 The active version is persisted in `<state>/active-model.json` so it survives a restart and
 so every worker process of a service converges on it: a worker that activates a version
 writes the file; the others notice its change (`refresh`, at most once per second) and
-swap too. A swap loads and verifies the new bundle first, then replaces one reference:
-requests that already hold the old bundle finish on it, and none fails.
+swap too. A swap loads and verifies the new bundle first, persists the choice, then
+replaces one reference: requests that already hold the old bundle finish on it, and none
+fails. A follower installs what it loaded only if the file still names it, so a slow load
+that started before a newer activation can never put a worker back on the older model.
+
+Only four versions may ever serve, in this order: the one pinned by settings, the persisted
+active one (an operator's activation survives restarts), the one a built Bento ships, and
+the champion. If none of them verifies, the service is not ready (the reasons are in
+/health): it never falls back to whatever else the store holds (an unevaluated candidate,
+a retired model).
 """
 
 from __future__ import annotations
@@ -38,8 +46,8 @@ class Refusal:
 
 
 def startup_candidates(pinned: str, active_file: Path, *, shipped: str = "") -> list[str]:
-    """Versions to try at start-up, in order: pinned by settings, persisted active (an
-    operator's activation survives restarts), the model the Bento ships, champion, newest."""
+    """Versions allowed to serve at start-up, in order: pinned by settings, persisted active,
+    the model the Bento ships, champion. Nothing else in the store may serve."""
     candidates = [pinned] if pinned else []
     persisted = read_active(active_file)
     if persisted:
@@ -49,7 +57,6 @@ def startup_candidates(pinned: str, active_file: Path, *, shipped: str = "") -> 
     champion = store.champion_tag()
     if champion:
         candidates.append(champion)
-    candidates.extend(r.tag for r in store.list_models())
     return list(dict.fromkeys(candidates))
 
 
@@ -82,42 +89,51 @@ class ActiveModel:
         *,
         loader: Callable[[str], ModelBundle] = store.load_model,
         on_event: Callable[[str], None] | None = None,
+        on_swap: Callable[[ModelBundle, ModelBundle | None], None] | None = None,
     ) -> None:
         self.active_file = active_file
         self.bundle: ModelBundle | None = None
         self.refusals: list[Refusal] = []
         self._loader = loader
         self._on_event = on_event or (lambda event: None)
+        self._on_swap = on_swap or (lambda new, old: None)
         self._lock = threading.Lock()
         self._seen_mtime = self._mtime()
         self._next_check = 0.0
 
     def start(self, pinned: str, *, shipped: str = "") -> ModelBundle | None:
-        """Load the first start-up candidate that passes verification."""
-        for tag in startup_candidates(pinned, self.active_file, shipped=shipped):
+        """Load the first allowed start-up candidate that passes verification."""
+        candidates = startup_candidates(pinned, self.active_file, shipped=shipped)
+        for tag in candidates:
             try:
                 self._install(self._loader(tag))
             except ModelUnavailable as exc:
                 self._refuse(tag, str(exc))
                 continue
             return self.bundle
+        if not candidates:
+            self._refuse("", "no pinned, persisted, shipped or champion model exists")
         logger.error("no servable model: %s", [r.reason for r in self.refusals])
         return None
 
     def activate(self, tag: str) -> tuple[ModelBundle, ModelBundle | None]:
-        """Load, verify and switch to `tag`; persist it. Raises `ModelUnavailable`."""
+        """Load and verify `tag`, persist it for every worker, then switch to it.
+
+        Raises `ModelUnavailable` (refused) or `OSError` (not persisted: nothing switched).
+        """
         with self._lock:
             try:
                 bundle = self._loader(tag)
             except ModelUnavailable as exc:
                 self._refuse(tag, str(exc))
                 raise
-            previous = self.bundle
-            self._install(bundle)
             write_active(self.active_file, bundle.tag)
             self._seen_mtime = self._mtime()
+            previous = self.bundle
+            self._install(bundle)
             self._on_event("swap")
-            return bundle, previous
+        self._on_swap(bundle, previous)
+        return bundle, previous
 
     def refresh(self) -> threading.Thread | None:
         """Follow an activation made by another worker (cheap; checks once per second).
@@ -139,13 +155,19 @@ class ActiveModel:
         return follower
 
     def _follow(self, tag: str) -> None:
+        try:
+            bundle = self._loader(tag)  # outside the lock: a slow load blocks no activation
+        except ModelUnavailable as exc:
+            self._refuse(tag, str(exc))
+            return
         with self._lock:
-            try:
-                self._install(self._loader(tag))
-            except ModelUnavailable as exc:
-                self._refuse(tag, str(exc))
+            if read_active(self.active_file) != tag:
+                logger.info("model %s superseded while loading: not installed", tag)
                 return
+            previous = self.bundle
+            self._install(bundle)
             self._on_event("swap")
+        self._on_swap(bundle, previous)
 
     def _install(self, bundle: ModelBundle) -> None:
         self.bundle = bundle  # one reference assignment: in-flight requests keep theirs

@@ -53,6 +53,15 @@ PREDLOG_WRITTEN = Counter("sproxxo_predlog_written_total", "Prediction-log recor
 PREDLOG_DROPPED = Counter(
     "sproxxo_predlog_dropped_total", "Prediction-log records dropped", ["reason"]
 )
+PREDLOG_DEAD_LETTER = Counter(
+    "sproxxo_predlog_dead_letter_total",
+    "Prediction-log records the sink refused, written to the dead-letter folder for replay",
+)
+LOG_EVENTS_SUPPRESSED = Counter(
+    "sproxxo_log_events_suppressed_total",
+    "Per-transaction log events suppressed by the rate limit",
+    ["event"],
+)
 
 
 def observe_many(histogram: Histogram, values: Sequence[float]) -> None:

@@ -25,6 +25,9 @@ MAX_AMOUNT = Decimal("1000000")
 EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
 
 _PAN_LIKE = re.compile(r"\d{13,19}")
+#: Separators people put inside card numbers ("4111-1111 1111.1111"); a run of 13-19 digits
+#: counts as a card number once they are taken out.
+_PAN_SEPARATORS = re.compile(r"[ \-._]")
 
 
 class MerchantCategory(StrEnum):
@@ -113,10 +116,11 @@ class Transaction(BaseModel):
         min_length=8,
         max_length=64,
         pattern=r"^[A-Za-z0-9_\-]+$",
-        description="Opaque card token from the vault; never a PAN (no 13+ digit run).",
+        description="Opaque card token from the vault; never a PAN (no run of 13 or more "
+        "digits, spaces, dashes, dots and underscores between them not counting).",
         # Documented with the no-PAN rule; validated by the pattern plus `_card_id_is_not_a_pan`
         # (pydantic's regex engine has no look-ahead).
-        json_schema_extra={"pattern": r"^(?!.*[0-9]{13})[A-Za-z0-9_\-]+$"},
+        json_schema_extra={"pattern": r"^(?!.*(?:[0-9][_\-]*){12}[0-9])[A-Za-z0-9_\-]+$"},
     )
     amount: Annotated[Decimal, WithJsonSchema(_AMOUNT_SCHEMA)] = Field(
         gt=0, le=MAX_AMOUNT, decimal_places=2, allow_inf_nan=False
@@ -142,8 +146,11 @@ class Transaction(BaseModel):
     @field_validator("card_id")
     @classmethod
     def _card_id_is_not_a_pan(cls, value: str) -> str:
-        if _PAN_LIKE.search(value):
-            raise ValueError("card_id must be an opaque token, not a card number (rule: no_pan)")
+        if _PAN_LIKE.search(_PAN_SEPARATORS.sub("", value)):
+            raise ValueError(
+                "card_id must be an opaque token, not a card number: it holds 13-19 digits "
+                "once spaces, dashes, dots and underscores are removed (rule: no_pan)"
+            )
         return value
 
     @field_validator("timestamp")
@@ -228,6 +235,7 @@ class BatchItemError(BaseModel):
     transaction_id: str | None
     valid: Literal[False] = False
     errors: list[FieldError]
+    more_errors: int = Field(default=0, ge=0, description="errors beyond those listed")
 
 
 class BatchResponse(BaseModel):

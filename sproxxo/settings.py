@@ -10,6 +10,12 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ADMIN_TOKEN = "dev-admin-token-change-me"  # noqa: S105 - documented local placeholder
+DEV_CARD_TOKEN_KEY = "sproxxo-local-card-token-key"  # noqa: S105 - documented local placeholder
+MIN_SECRET_CHARS = 32
+SHUTDOWN_MARGIN_SECONDS = 1.0
+#: The only environment that accepts local defaults (placeholder secrets, file sink, unsigned
+#: models, fault injection). Every deployed environment is strict.
+DEV = "dev"
 
 
 class Settings(BaseSettings):
@@ -19,14 +25,14 @@ class Settings(BaseSettings):
         env_prefix="SPROXXO_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    env: Literal["dev", "test", "staging", "production"] = "dev"
+    env: Literal["dev", "staging", "production"] = "dev"
     state_dir: Path = Path(".sproxxo")
     model_name: str = "sproxxo-fraud"
     model_tag: str = Field(default="", description="Pin a model version; empty = the champion.")
     admin_token: SecretStr = SecretStr(DEV_ADMIN_TOKEN)
     log_level: str = "INFO"
     card_token_key: SecretStr = Field(
-        default=SecretStr("sproxxo-local-card-token-key"),
+        default=SecretStr(DEV_CARD_TOKEN_KEY),
         description="HMAC key that turns card numbers into tokens when importing files.",
     )
 
@@ -34,6 +40,11 @@ class Settings(BaseSettings):
     predlog_dir: Path | None = None
     predlog_queue_size: int = Field(default=50_000, ge=1)
     predlog_flush_seconds: float = Field(default=1.0, gt=0)
+    predlog_retry_seconds: tuple[float, ...] = Field(
+        default=(0.1, 0.5, 2.0),
+        description="Backoff between retries of a failing prediction-log sink (JSON list); "
+        "what still fails goes to the dead-letter folder",
+    )
     bigquery_project: str = ""
     bigquery_predictions_table: str = ""
 
@@ -52,25 +63,98 @@ class Settings(BaseSettings):
     )
     request_timeout_seconds: float = Field(default=2.0, gt=0, description="504 past it")
     drain_seconds: float = Field(default=1.0, ge=0, le=8)
+    shutdown_grace_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="What the platform allows between SIGTERM and SIGKILL (Cloud Run: 10 s); "
+        "drain, in-flight requests and the prediction-log flush must fit in it",
+    )
+    model_signing_key: str = Field(
+        default="",
+        description="Promotion's signing key: kms://projects/.../cryptoKeyVersions/N, or a "
+        "folder with a local key pair; empty = <state>/keys (dev)",
+    )
+    model_verify_key: str = Field(
+        default="",
+        description="PEM public key (Ed25519) that verifies promoted models' signatures; "
+        "dev falls back to the local key pair under <state>/keys",
+    )
     fault_answer_delay_seconds: float = Field(
         default=0.0,
         ge=0,
         le=30,
-        description="Fault injection for tests (dev/test only): wait this long between "
+        description="Fault injection for tests (dev only): wait this long between "
         "scoring and answering, so that a request is slow by construction on any machine",
     )
 
     @model_validator(mode="after")
-    def _no_placeholder_token_outside_dev(self) -> Settings:
-        if self.env in {"staging", "production"} and (
-            self.admin_token.get_secret_value() == DEV_ADMIN_TOKEN
-        ):
-            raise ValueError(
-                "SPROXXO_ADMIN_TOKEN must be set (from Secret Manager) outside dev/test"
+    def _strict_outside_dev(self) -> Settings:
+        """Outside dev, refuse at start-up every value that is only fit for a laptop, with a
+        message naming the setting."""
+        if self.env == DEV:
+            return self
+        problems = []
+        token = self.admin_token.get_secret_value()
+        if token == DEV_ADMIN_TOKEN or len(token) < MIN_SECRET_CHARS:
+            problems.append(
+                f"SPROXXO_ADMIN_TOKEN must be a secret of at least {MIN_SECRET_CHARS} "
+                "characters (from Secret Manager)"
             )
-        if self.env not in {"dev", "test"} and self.fault_answer_delay_seconds:
-            raise ValueError("SPROXXO_FAULT_ANSWER_DELAY_SECONDS is for dev/test only")
+        key = self.card_token_key.get_secret_value()
+        if key == DEV_CARD_TOKEN_KEY or len(key) < MIN_SECRET_CHARS:
+            problems.append(
+                f"SPROXXO_CARD_TOKEN_KEY must be a secret of at least {MIN_SECRET_CHARS} "
+                "characters, not the local default"
+            )
+        if self.predlog_sink == "file":
+            problems.append(
+                "SPROXXO_PREDLOG_SINK=file keeps predictions on an instance's disk: use bigquery"
+            )
+        if not self.model_verify_key:
+            problems.append(
+                "SPROXXO_MODEL_VERIFY_KEY must hold the public key that signs promoted models"
+            )
+        if self.fault_answer_delay_seconds:
+            problems.append("SPROXXO_FAULT_ANSWER_DELAY_SECONDS is for dev only")
+        if problems:
+            raise ValueError(f"unsafe settings for SPROXXO_ENV={self.env}: " + "; ".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _shutdown_fits_the_grace_period(self) -> Settings:
+        if self.flush_seconds_at_shutdown < SHUTDOWN_MARGIN_SECONDS:
+            raise ValueError(
+                "SPROXXO_DRAIN_SECONDS + SPROXXO_REQUEST_TIMEOUT_SECONDS leave less than "
+                f"{SHUTDOWN_MARGIN_SECONDS} s of SPROXXO_SHUTDOWN_GRACE_SECONDS to flush the "
+                "prediction log"
+            )
+        return self
+
+    @property
+    def signed_models_only(self) -> bool:
+        """Whether a model without a valid signature is refused (everywhere but dev)."""
+        return self.env != DEV
+
+    @property
+    def flush_seconds_at_shutdown(self) -> float:
+        """Time left to flush the prediction log after the drain and the last in-flight
+        request, with a margin before the platform's SIGKILL."""
+        return (
+            self.shutdown_grace_seconds
+            - self.drain_seconds
+            - self.request_timeout_seconds
+            - SHUTDOWN_MARGIN_SECONDS
+        )
+
+    @property
+    def keys_dir(self) -> Path:
+        """Folder of the dev signing key pair."""
+        return self.state_dir / "keys"
+
+    @property
+    def dead_letter_dir(self) -> Path:
+        """Where prediction-log records the sink refused wait for a replay."""
+        return self.state_dir / "predlog-dead-letter"
 
     @property
     def bentoml_home(self) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sproxxo.bundle import BundleMetadata, ModelBundle, load_bundle, write_bundle
 from sproxxo.errors import ModelUnavailable
+from sproxxo.signing import Signature, Signer, sign_manifest, verify_or_raise
 
 logger = logging.getLogger(__name__)
 
@@ -114,14 +116,37 @@ def model_path(tag: str) -> Path:
     return Path(_get(full_tag(tag)).path)
 
 
-def load_model(tag: str) -> ModelBundle:
-    """Load and verify a model version (checksums, schema, dependency contract)."""
+@dataclass(frozen=True)
+class Trust:
+    """What serving trusts: the promotion key's public half, and whether unsigned models
+    are refused (everywhere but dev)."""
+
+    verify_key: str
+    signed_only: bool
+
+
+def load_model(tag: str, *, trust: Trust | None = None) -> ModelBundle:
+    """Load and verify a model version: signature (when `trust` is given: serving), then
+    checksums, schema and dependency contract, and only then unpickle."""
     model = _get(full_tag(tag))
+    raw = dict(model.info.metadata)
+    if trust is not None:
+        verify_or_raise(raw, trust.verify_key, required=trust.signed_only, tag=str(model.tag))
     try:
-        metadata = BundleMetadata.model_validate(dict(model.info.metadata))
+        metadata = BundleMetadata.model_validate(raw)
     except ValueError as exc:
         raise ModelUnavailable(f"model {model.tag} has missing or invalid metadata") from exc
     return load_bundle(Path(model.path), metadata, tag=str(model.tag))
+
+
+def sign_model(tag: str, signer: Signer) -> Signature:
+    """Sign a version's manifest (its metadata, checksums included) and store the
+    signature with it."""
+    model = _get(full_tag(tag))
+    signature = sign_manifest(dict(model.info.metadata), signer)
+    model.info.metadata["signature"] = signature.as_metadata()
+    model.flush()
+    return signature
 
 
 def set_stage(tag: str, stage: Stage, *, notes: dict[str, str] | None = None, **extra: str) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from pydantic import ValidationError
 
-from sproxxo.schemas import FieldError, Transaction
+from sproxxo.schemas import BatchItemError, FieldError, Transaction
+
+#: Errors reported per transaction; the rest are counted (`more_errors`), so a body of
+#: 60,000 unknown keys cannot turn into megabytes of error text.
+MAX_ERRORS: Final = 5
 
 
 def field_errors(exc: ValidationError) -> list[FieldError]:
@@ -29,3 +33,18 @@ def parse_item(item: Any) -> Transaction | list[FieldError]:
         return field_errors(exc)
     except (TypeError, orjson.JSONEncodeError) as exc:  # e.g. integers beyond 64 bits
         return [FieldError(field="body", rule="json_invalid", message=f"body: {exc}")]
+
+
+def item_error(index: int, item: Any) -> BatchItemError:
+    """Why batch item `index` was refused: its first `MAX_ERRORS` field errors and how
+    many more there were."""
+    errors = parse_item(item)
+    if not isinstance(errors, list):  # validates alone: only a batch-level rule refused it
+        errors = []
+    tx_id = item.get("transaction_id") if isinstance(item, dict) else None
+    return BatchItemError(
+        index=index,
+        transaction_id=tx_id if isinstance(tx_id, str) and len(tx_id) <= 64 else None,
+        errors=errors[:MAX_ERRORS],
+        more_errors=max(len(errors) - MAX_ERRORS, 0),
+    )

@@ -31,8 +31,9 @@ from packaging.requirements import Requirement
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 #: What the sproxxo core imports beyond the contract's libraries: pydantic-settings
-#: (settings), orjson (validation, predlog, activation), prometheus-client (metrics).
-CORE_IMPORTS: Final = ("pydantic-settings", "orjson", "prometheus-client")
+#: (settings), orjson (validation, predlog, activation), prometheus-client (metrics),
+#: cryptography (model signatures, checked when a model is loaded or promoted).
+CORE_IMPORTS: Final = ("pydantic-settings", "orjson", "prometheus-client", "cryptography")
 TEST_TOOLS: Final = ("pytest",)
 
 

@@ -28,7 +28,7 @@ TEST_ENV = {
     "BENTOML_HOME": str(SESSION_STATE / "bentoml"),
     "SPROXXO_STATE_DIR": str(SESSION_STATE / "state"),
     "MLFLOW_TRACKING_URI": f"sqlite:///{SESSION_STATE / 'mlflow.db'}",
-    "SPROXXO_ENV": "test",
+    "SPROXXO_ENV": "dev",
     "SPROXXO_ADMIN_TOKEN": ADMIN_TOKEN,
     "SPROXXO_LOG_LEVEL": "WARNING",
     "OMP_NUM_THREADS": "1",
@@ -39,7 +39,14 @@ TEST_ENV = {
 os.environ.update(TEST_ENV)
 
 
-def train_model(env: dict[str, str], *, seed: int, rows: int = 30_000, max_iter: int = 60) -> str:
+def train_model(
+    env: dict[str, str],
+    *,
+    seed: int,
+    rows: int = 30_000,
+    max_iter: int = 60,
+    bootstrap: bool = False,
+) -> str:
     """Run the training CLI in a subprocess; returns the printed tag."""
     out = subprocess.run(
         [
@@ -52,6 +59,7 @@ def train_model(env: dict[str, str], *, seed: int, rows: int = 30_000, max_iter:
             str(seed),
             "--max-iter",
             str(max_iter),
+            *(["--bootstrap"] if bootstrap else []),
         ],
         cwd=ROOT,
         env={**os.environ, **env},
@@ -66,8 +74,13 @@ def train_model(env: dict[str, str], *, seed: int, rows: int = 30_000, max_iter:
 
 @pytest.fixture(scope="session")
 def model_tags() -> list[str]:
-    """Two small models trained into the session store; the first is the champion."""
-    return [train_model(TEST_ENV, seed=11), train_model(TEST_ENV, seed=12)]
+    """Two small models trained into the session store; the first is the (signed) champion.
+
+    Every server started afterwards verifies model signatures with the session's key."""
+    tags = [train_model(TEST_ENV, seed=11, bootstrap=True), train_model(TEST_ENV, seed=12)]
+    public = SESSION_STATE / "state" / "keys" / "model-signing.pub"
+    os.environ["SPROXXO_MODEL_VERIFY_KEY"] = public.read_text()
+    return tags
 
 
 @pytest.fixture

@@ -15,10 +15,12 @@ import logging
 import os
 from collections.abc import Sequence
 
-from sproxxo import store, tracking
+from sproxxo import store
 from sproxxo.cli import GateRefused, configure_logging, run
 from sproxxo.model import gate
+from sproxxo.promotion import promote_to_champion
 from sproxxo.settings import get_settings
+from sproxxo.signing import signer_for
 from training.evaluate import score
 from training.train import add_source_args, load_data
 
@@ -55,10 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps(report, indent=2))
     if verdict["failures"] and not args.force:
         raise GateRefused(f"{candidate.tag} not promoted: " + "; ".join(verdict["failures"]))
-    tracking.set_alias("champion", candidate.metadata.mlflow_version, tracking_uri)
-    notes = {"promotion_reason": args.reason} if args.force else {}
-    store.set_stage(
-        candidate.tag, "champion", promoted_by="force" if args.force else "gate", notes=notes
+    promote_to_champion(
+        candidate.tag,
+        mlflow_version=candidate.metadata.mlflow_version,
+        tracking_uri=tracking_uri,
+        signer=signer_for(settings.model_signing_key, dev_folder=settings.keys_dir),
+        promoted_by="force" if args.force else "gate",
+        notes={"promotion_reason": args.reason} if args.force else {},
     )
     print(f"promoted {candidate.tag} to champion")
     return 0

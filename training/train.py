@@ -19,12 +19,21 @@ import pandas as pd
 
 from sproxxo import store, tracking
 from sproxxo.bundle import BundleMetadata
-from sproxxo.cli import configure_logging, run
+from sproxxo.cli import GateRefused, configure_logging, run
 from sproxxo.features import LABEL_COLUMN
-from sproxxo.model import DEFAULT_PARAMS, evaluate, fit_pipeline, fraud_probability, time_split
+from sproxxo.model import (
+    DEFAULT_PARAMS,
+    evaluate,
+    fit_pipeline,
+    fraud_probability,
+    gate,
+    time_split,
+)
 from sproxxo.policy import CostModel, choose_policy
+from sproxxo.promotion import promote_to_champion
 from sproxxo.registration import compiled_parity, fingerprint, reference_sample
 from sproxxo.settings import get_settings
+from sproxxo.signing import signer_for
 from sproxxo.sources import SOURCES, load_source
 from sproxxo.versions import runtime_versions
 
@@ -40,7 +49,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-iter", type=int, default=DEFAULT_PARAMS["max_iter"])
     p.add_argument("--stage", choices=["candidate", "challenger"], default="challenger")
     p.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI or local")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="if the store has no champion, promote this model through the gate's floors "
+        "(a first local model; refused on GitHub Actions, where the champion is imported)",
+    )
+    args = p.parse_args(argv)
+    if args.bootstrap and os.environ.get("GITHUB_ACTIONS") == "true":
+        p.error("--bootstrap is refused in CI: import the current champion before training")
+    return args
 
 
 def add_source_args(p: argparse.ArgumentParser) -> None:
@@ -153,11 +171,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             labels={"source": args.source, "git_sha": git_sha(), "mlflow_version": mlflow_version},
         )
     store.set_stage(tag, args.stage)
-    if store.champion_tag() is None:
-        # Bootstrap: with no champion at all, the first model serves (recorded as such).
-        store.set_stage(tag, "champion", promoted_by="bootstrap")
-        tracking.set_alias("champion", mlflow_version, tracking_uri)
-        logger.info("no champion existed: %s promoted as the bootstrap champion", tag)
+    if args.bootstrap and store.champion_tag() is None:
+        verdict = gate(metrics, None)
+        if verdict["failures"]:
+            raise GateRefused(f"{tag} not bootstrapped: " + "; ".join(verdict["failures"]))
+        promote_to_champion(
+            tag,
+            mlflow_version=mlflow_version,
+            tracking_uri=tracking_uri,
+            signer=signer_for(settings.model_signing_key, dev_folder=settings.keys_dir),
+            promoted_by="bootstrap",
+        )
     logger.info("done in %.1fs", time.perf_counter() - t0)
     print(tag)
     return 0

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Canary release of sproxxo-fraud on Cloud Run, one gcloud step per command so that
 # .github/workflows/release.yml can gate each step; `release` runs them all by hand.
+# One service.yaml serves every environment: ENVIRONMENT picks the service name, its
+# runtime service account and the ID-token audience (sproxxo-fraud-ENVIRONMENT), and
+# `canary` renders the release-check flavour (see canary_flavour).
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -8,44 +11,55 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "${HERE}/../.." && pwd)"
 readonly HERE ROOT
 
-SERVICE="${SERVICE:-sproxxo-fraud}"
+ENVIRONMENT="${ENVIRONMENT:-production}"
+SERVICE="${SERVICE:-}"
 PROJECT="${PROJECT:-}"
 REGION="${REGION:-}"
 IMAGE="${IMAGE:-}"
-# Audience of the ID tokens used for smoke tests (run.googleapis.com/custom-audiences).
-AUDIENCE="${AUDIENCE:-sproxxo-fraud}"
+# Audience of the ID tokens used for smoke tests (run.googleapis.com/custom-audiences),
+# set from ENVIRONMENT in main: a token minted for one environment is refused by the others.
+AUDIENCE=""
 SAMPLE="${SAMPLE:-${ROOT}/load/sample_transaction.json}"
+# sproxxo/serving/guard.py SYNTHETIC_HEADER (tests/config/test_cloudrun.py checks they agree).
+readonly SYNTHETIC_HEADER="X-Sproxxo-Synthetic"
 SOAK_SECONDS="${SOAK_SECONDS:-120}"
 MAX_5XX="${MAX_5XX:-0}"
 TRAFFIC_STEPS="${TRAFFIC_STEPS:-10 50 100}"
 
 usage() {
   cat >&2 <<'USAGE'
-Usage: deploy.sh [-p PROJECT] [-r REGION] [-i IMAGE] [-s SERVICE] COMMAND [ARGS...]
+Usage: deploy.sh [-p PROJECT] [-r REGION] [-i IMAGE] [-e ENVIRONMENT] [-s SERVICE]
+                 COMMAND [ARGS...]
 
 Options fall back to the environment variables of the same name.
-  -p PROJECT   Google Cloud project id                    (required)
-  -r REGION    Cloud Run region, e.g. europe-west1        (required)
-  -i IMAGE     image to deploy, REGION-docker.pkg.dev/PROJECT/sproxxo/sproxxo-fraud:TAG
-               (required by render, bootstrap, deploy, release)
-  -s SERVICE   Cloud Run service name                     (default: sproxxo-fraud)
+  -p PROJECT     Google Cloud project id                  (required)
+  -r REGION      Cloud Run region, e.g. europe-west1      (required)
+  -i IMAGE       image to deploy, REGION-docker.pkg.dev/PROJECT/sproxxo/sproxxo-fraud:TAG
+                 (required by render, bootstrap, deploy, release)
+  -e ENVIRONMENT production (default), canary, staging, ...: the ID-token audience
+                 sproxxo-fraud-ENVIRONMENT; `canary` also means ingress all (IAM only,
+                 reachable from CI runners) and no idle instances
+  -s SERVICE     Cloud Run service name; its runtime account is SERVICE@PROJECT
+                 (default: sproxxo-fraud in production, else sproxxo-fraud-ENVIRONMENT)
 
 Commands:
-  render                     print service.yaml with PROJECT, REGION and IMAGE filled in
+  render                     print service.yaml for ENVIRONMENT with PROJECT, REGION and
+                             IMAGE filled in
   bootstrap                  create or reconfigure the service from service.yaml (100% to it)
   current                    print the revision serving the most traffic now
   deploy TAG                 deploy IMAGE as a revision with no traffic, tagged TAG; print it
   url TAG                    print the URL of the revision tagged TAG
-  smoke URL                  GET URL/readyz and POST the sample transaction to URL/predict
-  check REVISION URL         wait SOAK_SECONDS, smoke URL, and allow at most MAX_5XX
-                             5xx responses logged by REVISION in that window
+  smoke URL                  GET URL/readyz and POST the sample transaction to URL/predict,
+                             marked synthetic (X-Sproxxo-Synthetic: 1)
+  check REVISION [URL]       wait SOAK_SECONDS, smoke URL when given, and allow at most
+                             MAX_5XX 5xx responses logged by REVISION in that window
   shift REVISION PERCENT PREVIOUS
                              send PERCENT% of traffic to REVISION, the rest to PREVIOUS
   rollback PREVIOUS          send 100% of traffic back to PREVIOUS
   release TAG                current + deploy + smoke + shift through TRAFFIC_STEPS with a
                              check after each, rolling back on any failure
 
-Environment: SMOKE_ID_TOKEN (skip minting one), AUDIENCE, SAMPLE, SOAK_SECONDS, MAX_5XX,
+Environment: SMOKE_ID_TOKEN (skip minting one), SAMPLE, SOAK_SECONDS, MAX_5XX,
 TRAFFIC_STEPS ("10 50 100").
 USAGE
 }
@@ -72,9 +86,23 @@ render() {
   sed -e "s#REGION-docker.pkg.dev/PROJECT/sproxxo/sproxxo-fraud:TAG#${IMAGE}#" \
     -e "s#\bPROJECT\b#${PROJECT}#g" \
     -e "s#\bREGION\b#${REGION}#g" \
+    -e "s#\bENVIRONMENT\b#${ENVIRONMENT}#g" \
     -e "s#^\(  name: \)sproxxo-fraud\$#\1${SERVICE}#" \
+    -e "s#^\(      serviceAccountName: \)sproxxo-fraud@#\1${SERVICE}@#" \
     -e '/^[[:space:]]*#/d' \
-    "${HERE}/service.yaml"
+    "${HERE}/service.yaml" | canary_flavour
+}
+
+# The canary service only ever sees the release's synthetic checks: GitHub-hosted runners
+# must reach its run.app URL (IAM still decides who may call it), and it keeps no instance
+# up between releases. Its own runtime account keeps its deployer away from production's.
+canary_flavour() {
+  if [[ "${ENVIRONMENT}" == canary ]]; then
+    sed -e 's#^\(    run.googleapis.com/ingress: \).*#\1all#' \
+      -e 's#^\(        autoscaling.knative.dev/minScale: \).*#\1"0"#'
+  else
+    cat
+  fi
 }
 
 bootstrap() {
@@ -123,10 +151,11 @@ smoke() {
     --retry 5 --retry-all-errors --retry-delay 3 \
     --header "Authorization: Bearer ${token}" "${url}/readyz" >/dev/null
   # Stamped now: a stale sample would be scored, but as `valid: false` (timestamp_stale).
+  # Marked synthetic: its prediction-log row is flagged and monitoring leaves it out.
   body="$(jq --arg now "$(date -u +%Y-%m-%dT%H:%M:%SZ)" '.timestamp = $now' "${SAMPLE}" |
     curl --fail-with-body --silent --show-error --max-time 10 \
       --header "Authorization: Bearer ${token}" --header 'Content-Type: application/json' \
-      --data-binary @- "${url}/predict")"
+      --header "${SYNTHETIC_HEADER}: 1" --data-binary @- "${url}/predict")"
   jq -e '.valid == true and (.decision | type == "string")' <<<"${body}" >/dev/null
   echo "smoke ok: ${url} answered ${body}" >&2
 }
@@ -139,10 +168,13 @@ count_5xx() {
 }
 
 check() {
-  local revision="$1" url="$2" since errors
+  local revision="$1" url="${2:-}" since errors
   since="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   sleep "${SOAK_SECONDS}"
-  smoke "${url}"
+  # Without a URL the logs alone judge: production's ingress keeps CI runners out.
+  if [[ -n "${url}" ]]; then
+    smoke "${url}"
+  fi
   errors="$(count_5xx "${revision}" "${since}")"
   if ((errors > MAX_5XX)); then
     echo "deploy.sh: ${revision} logged ${errors} 5xx responses in ${SOAK_SECONDS}s (max ${MAX_5XX})" >&2
@@ -196,11 +228,12 @@ release() {
 
 main() {
   local opt
-  while getopts ':p:r:i:s:h' opt; do
+  while getopts ':p:r:i:e:s:h' opt; do
     case "${opt}" in
       p) PROJECT="${OPTARG}" ;;
       r) REGION="${OPTARG}" ;;
       i) IMAGE="${OPTARG}" ;;
+      e) ENVIRONMENT="${OPTARG}" ;;
       s) SERVICE="${OPTARG}" ;;
       h) usage; exit 0 ;;
       *) die_usage "unknown option -${OPTARG}" ;;
@@ -209,6 +242,15 @@ main() {
   shift $((OPTIND - 1))
   (($# >= 1)) || die_usage "missing COMMAND"
   require PROJECT REGION
+  # It becomes part of a service name, a service account id (<= 30 characters) and a sed script.
+  [[ "${ENVIRONMENT}" =~ ^[a-z][a-z0-9-]{0,15}$ ]] ||
+    die_usage "ENVIRONMENT must be lowercase letters, digits and -, at most 16: ${ENVIRONMENT}"
+  if [[ -z "${SERVICE}" ]]; then
+    SERVICE="sproxxo-fraud"
+    [[ "${ENVIRONMENT}" == production ]] || SERVICE="sproxxo-fraud-${ENVIRONMENT}"
+  fi
+  AUDIENCE="sproxxo-fraud-${ENVIRONMENT}"
+  readonly ENVIRONMENT SERVICE AUDIENCE
 
   local command="$1"
   shift
@@ -219,6 +261,7 @@ main() {
     deploy:1) deploy "$1" ;;
     url:1) url_for_tag "$1" ;;
     smoke:1) smoke "$1" ;;
+    check:1) check "$1" ;;
     check:2) check "$1" "$2" ;;
     shift:3) shift_traffic "$1" "$2" "$3" ;;
     rollback:1) rollback "$1" ;;

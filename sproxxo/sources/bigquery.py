@@ -211,6 +211,37 @@ def to_canonical(raw: pd.DataFrame, *, origin: str) -> pd.DataFrame:
     return frame.astype(_DTYPES).reset_index(drop=True)
 
 
+def read_predictions(
+    table: str, *, since: datetime, until: datetime, client: Any = None
+) -> pd.DataFrame:
+    """Logged predictions in [since, until) from the BigQuery prediction log, without the
+    synthetic traffic of load tests and canaries; `logged_at` as ISO text (like the file
+    log)."""
+    from google.cloud import bigquery
+
+    validate_table_id(table)
+    client = client if client is not None else make_client(table.split(".", 1)[0])
+    sql = (
+        f"SELECT * FROM `{table}` WHERE logged_at >= @since AND logged_at < @until"  # noqa: S608 - id validated
+        " AND NOT IFNULL(synthetic, FALSE) ORDER BY logged_at"
+    )
+    config = bigquery.QueryJobConfig(
+        query_parameters=[
+            bigquery.ScalarQueryParameter("since", "TIMESTAMP", since),
+            bigquery.ScalarQueryParameter("until", "TIMESTAMP", until),
+        ]
+    )
+    with _api_errors(table):
+        frame: pd.DataFrame = client.query(sql, job_config=config).to_dataframe(
+            create_bqstorage_client=False
+        )
+    if "logged_at" in frame.columns:
+        frame["logged_at"] = pd.to_datetime(frame["logged_at"], utc=True).map(
+            lambda t: t.isoformat()
+        )
+    return frame
+
+
 class BigQueryPredictionSink:
     """Streams prediction records into a BigQuery table (streaming inserts, `insertAll`).
 
@@ -254,11 +285,16 @@ class BigQueryPredictionSink:
             raise DataSourceError(summarize_insert_errors(self.table, errors, total=len(rows)))
         logger.info("bigquery predictions written table=%s rows=%d", self.table, len(rows))
 
-    def ensure_table(self, schema_fields: Sequence[tuple[str, str]]) -> None:
-        """Create the table with `(name, BigQuery type)` fields unless it already exists."""
+    def ensure_table(self, schema_fields: Sequence[tuple[str, ...]]) -> None:
+        """Create the table with `(name, BigQuery type[, mode])` fields unless it exists."""
         from google.cloud import bigquery
 
-        schema = [bigquery.SchemaField(name, field_type) for name, field_type in schema_fields]
+        schema = [
+            bigquery.SchemaField(
+                field[0], field[1], mode=field[2] if len(field) > 2 else "NULLABLE"
+            )
+            for field in schema_fields
+        ]
         with _api_errors(self.table):
             self._client.create_table(
                 bigquery.Table(self.table, schema=schema),

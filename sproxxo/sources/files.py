@@ -18,6 +18,7 @@ import pandas as pd
 from sproxxo.errors import DataSourceError
 from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN
 from sproxxo.schemas import CATEGORIES, MAX_AMOUNT
+from sproxxo.settings import DEV_CARD_TOKEN_KEY
 
 SPARKOV_COLUMNS: Final = (
     "trans_date_trans_time", "cc_num", "merchant", "category", "amt", "first", "last",
@@ -25,7 +26,7 @@ SPARKOV_COLUMNS: Final = (
     "trans_num", "unix_time", "merch_lat", "merch_long", "is_fraud",
 )  # fmt: skip
 PII_COLUMNS: Final = ("cc_num", "first", "last", "street", "gender", "job", "zip", "city", "dob")
-DEFAULT_TOKEN_KEY: Final = b"sproxxo-local-card-token-key"
+DEFAULT_TOKEN_KEY: Final = DEV_CARD_TOKEN_KEY.encode()
 
 
 #: Hex digits mapped to letters: a token never contains a digit run that looks like a PAN.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import yaml
 from sproxxo.bundle import PIPELINE_FILE, sha256_file
 from sproxxo.cli import EXIT_DATA, EXIT_GATE, EXIT_MODEL, EXIT_TRACKING, EXIT_USAGE
 from sproxxo.features import FEATURE_NAMES
+from sproxxo.signing import check_signature
 from sproxxo.sources.synthetic import generate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +95,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     train = ("training.train", "--rows", TRAIN_ROWS)
 
     # Phase 1: the first model, and every failure that needs no model, concurrently.
-    good = _start(env, *train, "--max-iter", "30")
+    good = _start(env, *train, "--max-iter", "30", "--bootstrap")
+    fresh = _env(state / "fresh")  # a store with no champion, trained without --bootstrap
+    plain = _start(fresh, *train, "--max-iter", "5")
+    in_ci = _start({**env, "GITHUB_ACTIONS": "true"}, *train, "--bootstrap")
     failing = {
         name: _start(env, *train, "--source", "file", "--path", str(path))
         for name, path in files.items()
@@ -102,7 +107,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         env, *train, "--max-iter", "5", "--tracking-uri", "http://127.0.0.1:9"
     )
     failing["force"] = _start(env, "training.promote", "sproxxo-fraud:whatever", "--force")
-    results: dict[str, Any] = {"good": _finish(good)}
+    results: dict[str, Any] = {"good": _finish(good), "plain": _finish(plain)}
+    results["in_ci"] = _finish(in_ci)
     results |= {name: _finish(proc) for name, proc in failing.items()}
     assert results["good"].returncode == 0, results["good"].stderr[-3000:]
     good_tag = results["good"].stdout.strip().splitlines()[-1]
@@ -146,6 +152,44 @@ def test_train_stores_model_with_labels(runs: dict[str, Any]) -> None:
     assert labels["source"] == "synthetic"
     assert labels["mlflow_version"] == "1"
     assert labels["git_sha"]
+
+
+def test_train_without_bootstrap_never_makes_a_champion(runs: dict[str, Any]) -> None:
+    """On an empty store, training alone registers a challenger: no champion label, no
+    MLflow champion alias (only the gate, or an explicit --bootstrap, promotes)."""
+    assert runs["plain"].returncode == 0, runs["plain"].stderr[-2000:]
+    fresh = runs["state"] / "fresh"
+    tag = runs["plain"].stdout.strip().splitlines()[-1]
+    name, version = tag.split(":")
+    info = yaml.safe_load(
+        (fresh / "bentoml" / "models" / name / version / "model.yaml").read_text()
+    )
+    assert info["labels"]["stage"] == "challenger"
+    assert "signature" not in info["metadata"]
+    aliases = _mlflow_aliases(fresh / "mlflow.db")
+    assert aliases == {"challenger": "1"}
+
+
+def test_bootstrap_is_refused_on_github_actions(runs: dict[str, Any]) -> None:
+    """--bootstrap in a GitHub Actions job is a usage error: CI imports the champion."""
+    result = runs["in_ci"]
+    assert result.returncode == EXIT_USAGE
+    assert "--bootstrap is refused in CI" in result.stderr
+
+
+def test_bootstrap_champion_is_signed_and_aliased(runs: dict[str, Any]) -> None:
+    """The bootstrapped champion carries a signature that verifies with the dev key pair,
+    and MLflow's champion alias points at it."""
+    meta = _model_yaml(runs, runs["good_tag"])["metadata"]
+    public = (runs["state"] / "keys" / "model-signing.pub").read_text()
+    assert check_signature(meta, public, required=True) is None
+    assert _mlflow_aliases(runs["state"] / "mlflow.db")["champion"] == meta["mlflow_version"]
+
+
+def _mlflow_aliases(db: Path) -> dict[str, str]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT alias, version FROM registered_model_aliases").fetchall()
+    return {alias: str(version) for alias, version in rows}
 
 
 def test_train_stores_auditable_metadata(runs: dict[str, Any]) -> None:

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
+
+from sproxxo.serving.guard import SYNTHETIC_HEADER
+from tests.config.http_recorder import Recorder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLOUDRUN_DIR = REPO_ROOT / "deploy" / "cloudrun"
 SERVICE_YAML = CLOUDRUN_DIR / "service.yaml"
 DEPLOY_SH = CLOUDRUN_DIR / "deploy.sh"
 ENV_PREFIX = "SPROXXO_"
+IMAGE = "europe-west1-docker.pkg.dev/acme-fraud/sproxxo/sproxxo-fraud@sha256:" + "a" * 64
+OFFLINE = {"PROJECT": "acme-fraud", "REGION": "europe-west1", "IMAGE": IMAGE}
+#: Variable names that say they hold a credential or a key: never a literal in service.yaml.
+SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +73,8 @@ def run_deploy_sh(
     *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run deploy.sh offline (commands that need no gcloud) and capture its output."""
-    clean = {k: v for k, v in os.environ.items() if k not in {"PROJECT", "REGION", "IMAGE"}}
+    ours = {"PROJECT", "REGION", "IMAGE", "ENVIRONMENT", "SERVICE", "SMOKE_ID_TOKEN"}
+    clean = {k: v for k, v in os.environ.items() if k not in ours}
     return subprocess.run(
         ["bash", str(DEPLOY_SH), *args],
         capture_output=True,
@@ -170,9 +180,10 @@ def test_service_yaml_names_a_predictions_table(env: dict[str, dict[str, Any]]) 
 
 
 def test_service_yaml_env_is_valid_settings(env: dict[str, dict[str, Any]]) -> None:
-    """Every SPROXXO_* variable is a Settings field, and the values pass its validation."""
+    """Every SPROXXO_* variable is a Settings field, and the values pass its (production)
+    validation, with each Secret Manager reference standing for a long secret."""
     fields = {
-        name.removeprefix(ENV_PREFIX).lower(): item.get("value", "secret-from-secret-manager")
+        name.removeprefix(ENV_PREFIX).lower(): item.get("value", "from-secret-manager-" * 3)
         for name, item in env.items()
         if name.startswith(ENV_PREFIX)
     }
@@ -286,4 +297,166 @@ def test_deploy_sh_render_fills_placeholders() -> None:
     assert spec["containers"][0]["image"] == image
     assert spec["serviceAccountName"] == "sproxxo-fraud@acme-fraud.iam.gserviceaccount.com"
     assert rendered["metadata"]["labels"]["cloud.googleapis.com/location"] == "europe-west1"
-    assert not re.search(r"\b(PROJECT|REGION|TAG)\b", result.stdout)
+    assert not re.search(r"\b(PROJECT|REGION|ENVIRONMENT|TAG)\b", result.stdout)
+
+
+def render(*args: str) -> dict[str, Any]:
+    """service.yaml as `deploy.sh [args] render` fills it in, parsed."""
+    result = run_deploy_sh(*args, "render", env=OFFLINE)
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, Any] = yaml.safe_load(result.stdout)
+    return parsed
+
+
+def audiences(rendered: dict[str, Any]) -> list[str]:
+    """The custom audiences of a rendered service."""
+    audience: list[str] = json.loads(
+        rendered["metadata"]["annotations"]["run.googleapis.com/custom-audiences"]
+    )
+    return audience
+
+
+def test_service_yaml_ingress_is_internal_and_load_balancer(spec: dict[str, Any]) -> None:
+    """Only the VPC and the external Application Load Balancer reach the service; its
+    run.app URLs refuse the internet."""
+    ingress = spec["metadata"]["annotations"]["run.googleapis.com/ingress"]
+    assert ingress == "internal-and-cloud-load-balancing"
+
+
+def test_service_yaml_audience_is_per_environment(spec: dict[str, Any]) -> None:
+    """The one custom audience is the ENVIRONMENT placeholder, filled in by deploy.sh."""
+    assert audiences(spec) == ["sproxxo-fraud-ENVIRONMENT"]
+
+
+@pytest.mark.parametrize(
+    ("args", "service", "audience"),
+    [
+        ((), "sproxxo-fraud", "sproxxo-fraud-production"),
+        (("-e", "staging"), "sproxxo-fraud-staging", "sproxxo-fraud-staging"),
+        (("-e", "canary"), "sproxxo-fraud-canary", "sproxxo-fraud-canary"),
+        (("-e", "canary", "-s", "fraud-canary-2"), "fraud-canary-2", "sproxxo-fraud-canary"),
+    ],
+    ids=["production-default", "staging", "canary", "canary-named"],
+)
+def test_deploy_sh_render_names_service_account_and_audience_per_environment(
+    args: tuple[str, ...], service: str, audience: str
+) -> None:
+    """Each environment gets its own service, runtime account and token audience, so a
+    token or an account of one environment is no use in another."""
+    rendered = render(*args)
+    assert rendered["metadata"]["name"] == service
+    account = rendered["spec"]["template"]["spec"]["serviceAccountName"]
+    assert account == f"{service}@acme-fraud.iam.gserviceaccount.com"
+    assert audiences(rendered) == [audience]
+
+
+def test_deploy_sh_render_canary_flavour() -> None:
+    """The canary is reachable from CI runners (IAM only) and idles at zero instances;
+    production and every other environment keep the internal ingress and warm instances."""
+    for args, ingress, min_scale in [
+        (("-e", "canary"), "all", "0"),
+        ((), "internal-and-cloud-load-balancing", "2"),
+        (("-e", "staging"), "internal-and-cloud-load-balancing", "2"),
+    ]:
+        rendered = render(*args)
+        assert rendered["metadata"]["annotations"]["run.googleapis.com/ingress"] == ingress
+        annotations = rendered["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["autoscaling.knative.dev/minScale"] == min_scale
+
+
+def test_deploy_sh_refuses_a_malformed_environment() -> None:
+    """ENVIRONMENT goes into names and a sed script: anything but a short slug is refused."""
+    result = run_deploy_sh("-e", "prod#uction", "render", env=OFFLINE)
+    assert result.returncode == 2
+    assert "ENVIRONMENT" in result.stderr
+
+
+def test_service_yaml_secrets_come_from_secret_manager(env: dict[str, dict[str, Any]]) -> None:
+    """Every credential setting (a SecretStr field of Settings) is set from a Secret Manager
+    reference, and no variable named like a token, key or secret has a literal value."""
+    fields = import_from_repo("sproxxo.settings").Settings.model_fields
+    secret_fields = {
+        f"{ENV_PREFIX}{name.upper()}"
+        for name, info in fields.items()
+        if info.annotation is SecretStr
+    }
+    assert {"SPROXXO_ADMIN_TOKEN", "SPROXXO_CARD_TOKEN_KEY"} <= secret_fields
+    for name in sorted(secret_fields):
+        assert name in env, f"{name} is not set: Settings would fall back to a dev default"
+        assert "value" not in env[name], f"{name} is a literal"
+        assert env[name]["valueFrom"]["secretKeyRef"]["key"] == "latest", name
+    literal = [name for name, item in env.items() if SECRET_NAME.search(name) and "value" in item]
+    assert not literal, f"literal values for secret-looking variables: {literal}"
+
+
+def test_service_yaml_card_token_key_comes_from_its_secret(
+    env: dict[str, dict[str, Any]],
+) -> None:
+    """The card-token HMAC key is the Secret Manager secret sproxxo-card-token-key."""
+    ref = env["SPROXXO_CARD_TOKEN_KEY"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "sproxxo-card-token-key", "key": "latest"}
+
+
+def fake_gcloud(tmp_path: Path, token: str) -> Path:
+    """A `gcloud` that records its arguments and prints `token` (or nothing for `logging`)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "gcloud"
+    script.write_text(
+        "#!/usr/bin/env bash\n"
+        f'printf "%s\\n" "$*" >> "{tmp_path}/gcloud.args"\n'
+        f'[[ "$1" == auth ]] && printf "%s\\n" "{token}"\n'
+        "exit 0\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return bin_dir
+
+
+@pytest.mark.skipif(
+    shutil.which("curl") is None or shutil.which("jq") is None, reason="needs curl and jq"
+)
+@pytest.mark.parametrize(
+    ("environment", "audience"),
+    [("canary", "sproxxo-fraud-canary"), ("production", "sproxxo-fraud-production")],
+)
+def test_deploy_sh_smoke_is_synthetic_stamped_and_uses_the_environment_audience(
+    recording_server: Recorder, tmp_path: Path, environment: str, audience: str
+) -> None:
+    """`smoke` mints its ID token for the environment's audience, sends it on both calls,
+    marks /predict synthetic and stamps the sample with the current time."""
+    bin_dir = fake_gcloud(tmp_path, token="minted-id-token")
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    before = datetime.now(UTC).replace(microsecond=0)
+    result = run_deploy_sh(
+        "-e", environment, "smoke", recording_server.url, env={**OFFLINE, "PATH": path}
+    )
+    assert result.returncode == 0, result.stderr
+    minted = (tmp_path / "gcloud.args").read_text(encoding="utf-8")
+    assert f"auth print-identity-token --audiences={audience}" in minted
+    calls = {seen.path: seen for seen in recording_server.seen}
+    assert set(calls) == {"/readyz", "/predict"}
+    for seen in calls.values():
+        assert seen.headers["authorization"] == "Bearer minted-id-token"
+    predict = calls["/predict"]
+    assert predict.headers[SYNTHETIC_HEADER.decode()] == "1"
+    stamped = datetime.fromisoformat(json.loads(predict.body)["timestamp"])
+    assert before <= stamped <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+def test_deploy_sh_check_without_url_judges_by_logs_only(
+    recording_server: Recorder, tmp_path: Path
+) -> None:
+    """`check REVISION` (production: the runners cannot reach the service) reads the
+    revision's 5xx count from the logs and sends no request."""
+    bin_dir = fake_gcloud(tmp_path, token="unused")
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    result = run_deploy_sh(
+        "check", "sproxxo-fraud-00042-abc", env={**OFFLINE, "PATH": path, "SOAK_SECONDS": "0"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "logged 0 5xx" in result.stderr
+    calls = (tmp_path / "gcloud.args").read_text(encoding="utf-8")
+    assert 'resource.labels.revision_name="sproxxo-fraud-00042-abc"' in calls
+    assert 'resource.labels.service_name="sproxxo-fraud"' in calls
+    assert not recording_server.seen

@@ -19,6 +19,15 @@ WORKFLOW_FILES = sorted(WORKFLOWS_DIR.glob("*.yml"))
 PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<comment>.*)$")
 GATE_JOB = "all-green"
+SERVICE_YAML = REPO_ROOT / "deploy" / "cloudrun" / "service.yaml"
+DEPLOYMENT_DOC = REPO_ROOT / "docs" / "deployment.md"
+#: Which release jobs may impersonate which service account (repository variables).
+RELEASE_ACCOUNTS = {
+    "build": "vars.GCP_BUILD_SERVICE_ACCOUNT",
+    "canary": "vars.GCP_CANARY_SERVICE_ACCOUNT",
+    "traffic": "vars.GCP_DEPLOY_SERVICE_ACCOUNT",
+    "rollback": "vars.GCP_DEPLOY_SERVICE_ACCOUNT",
+}
 
 
 def load_yaml(path: Path) -> Any:
@@ -55,6 +64,29 @@ def workflow(request: pytest.FixtureRequest) -> dict[str, Any]:
 def ci() -> dict[str, Any]:
     """The CI workflow, parsed."""
     return load_yaml(WORKFLOWS_DIR / "ci.yml")
+
+
+@pytest.fixture(scope="module")
+def release() -> dict[str, Any]:
+    """The release workflow, parsed."""
+    return load_yaml(WORKFLOWS_DIR / "release.yml")
+
+
+def auth_steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The google-github-actions/auth steps of a job."""
+    return [s for s in job["steps"] if s.get("uses", "").startswith("google-github-actions/auth@")]
+
+
+def runs(job: dict[str, Any]) -> str:
+    """Every `run:` script of a job, joined."""
+    return "\n".join(step.get("run", "") for step in job["steps"])
+
+
+def ancestors(workflow: dict[str, Any], name: str) -> set[str]:
+    """Every job that `name` needs, directly or through other jobs."""
+    needs = workflow["jobs"][name].get("needs", [])
+    direct = {needs} if isinstance(needs, str) else set(needs)
+    return direct.union(*(ancestors(workflow, n) for n in direct))
 
 
 def test_workflows_expected_files_exist() -> None:
@@ -151,7 +183,7 @@ def test_ci_all_green_gate_needs_every_other_job(ci: dict[str, Any]) -> None:
         "tox -e typing",
         "actionlint",
         "pip-audit",
-        "uv export --frozen --no-dev --no-hashes",
+        "uv export --frozen --all-groups --no-hashes",
         "make bento",
         "bentoml containerize",
         "--backend buildx",
@@ -172,41 +204,143 @@ def test_ci_runs_the_tox_test_envs(ci: dict[str, Any]) -> None:
     assert set(matrix) == {"unit", "integration", "coverage"}
 
 
-def test_release_deploys_without_traffic_then_shifts_in_steps() -> None:
-    """The release deploys a tagged no-traffic revision and moves traffic 10 -> 50 -> 100."""
-    release = load_yaml(WORKFLOWS_DIR / "release.yml")
-    text = (WORKFLOWS_DIR / "release.yml").read_text(encoding="utf-8")
+def test_release_deploys_without_traffic_then_shifts_in_steps(release: dict[str, Any]) -> None:
+    """The production job deploys the built digest as a tagged no-traffic revision and moves
+    traffic 10 -> 50 -> 100, each step followed by a check, in the `production` environment."""
+    traffic = release["jobs"]["traffic"]
     assert on_key(release)["push"]["tags"] == ["v*"]
-    assert "deploy.sh deploy" in text
-    steps = [s.get("run", "") for s in release["jobs"]["traffic"]["steps"]]
+    assert traffic["environment"]["name"] == "production"
+    assert traffic["env"]["IMAGE"] == "${{ needs.build.outputs.image }}"
+    steps = [s.get("run", "") for s in traffic["steps"]]
+    assert any("deploy.sh deploy" in s for s in steps)
     shifts = [s.split()[3] for s in steps if "deploy.sh shift" in s]
     assert shifts == ["10", "50", "100"]
+    moves = [i for i, s in enumerate(steps) if "deploy.sh shift" in s]
     checks = [i for i, s in enumerate(steps) if "deploy.sh check" in s]
-    assert len(checks) == 3, "each traffic step is followed by a check"
-    assert release["jobs"]["traffic"]["environment"]["name"] == "production"
+    assert len(checks) == 3
+    assert all(move < check for move, check in zip(moves, checks, strict=True))
+    assert all(check < move for check, move in zip(checks, moves[1:], strict=False))
 
 
-def test_release_uses_workload_identity_federation() -> None:
+def test_release_uses_workload_identity_federation(release: dict[str, Any]) -> None:
     """Release jobs authenticate to Google Cloud by OIDC, never with a key file."""
-    release = load_yaml(WORKFLOWS_DIR / "release.yml")
     for name, job in release["jobs"].items():
-        auth = [
-            s for s in job["steps"] if s.get("uses", "").startswith("google-github-actions/auth@")
-        ]
-        for step in auth:
+        for step in auth_steps(job):
             assert "workload_identity_provider" in step["with"], name
             assert "credentials_json" not in step["with"], name
             assert job["permissions"].get("id-token") == "write", name
 
 
-def test_release_rolls_back_on_failure() -> None:
-    """A failed release returns all traffic to the revision captured before the deploy."""
-    release = load_yaml(WORKFLOWS_DIR / "release.yml")
+def test_release_tag_push_requires_green_ci_of_that_commit(release: dict[str, Any]) -> None:
+    """A `verify` job, with read-only token rights, asks the GitHub API for a successful CI
+    run of the released commit on main before anything is built; every other job needs it."""
+    verify = release["jobs"]["verify"]
+    assert verify["permissions"] == {"actions": "read", "contents": "read"}
+    assert "github.event.workflow_run.conclusion == 'success'" in verify["if"]
+    tag_checks = [s for s in verify["steps"] if "gh api" in s.get("run", "")]
+    assert len(tag_checks) == 1
+    step = tag_checks[0]
+    assert step["if"] == "github.event_name == 'push'"
+    assert step["env"]["GH_TOKEN"] == "${{ github.token }}"
+    script = step["run"]
+    for fragment in ("actions/workflows/ci.yml/runs", 'head_sha="${SOURCE_SHA}"', "status=success"):
+        assert fragment in script
+    assert "exit 1" in script
+    assert release["env"]["SOURCE_SHA"].endswith("|| github.sha }}")
+    assert release["jobs"]["build"]["needs"] == "verify"
+    assert "if" not in release["jobs"]["build"], "build runs exactly when verify passed"
+    for name in set(release["jobs"]) - {"verify"}:
+        assert "verify" in ancestors(release, name), name
+
+
+def test_release_jobs_impersonate_their_own_service_accounts(release: dict[str, Any]) -> None:
+    """Build, canary and production each use their own account, and the production deploy
+    account appears only in jobs of the `production` environment."""
+    assert set(release["jobs"]) == {"verify", *RELEASE_ACCOUNTS}
+    for name, job in release["jobs"].items():
+        accounts = {step["with"]["service_account"] for step in auth_steps(job)}
+        expected = {f"${{{{ {RELEASE_ACCOUNTS[name]} }}}}"} if name in RELEASE_ACCOUNTS else set()
+        assert accounts == expected, name
+        environment = job.get("environment")
+        environment_name = environment.get("name") if isinstance(environment, dict) else environment
+        is_deploy = expected == {"${{ vars.GCP_DEPLOY_SERVICE_ACCOUNT }}"}
+        assert is_deploy == (environment_name == "production"), name
+
+
+def test_release_canary_runs_on_its_own_service(release: dict[str, Any]) -> None:
+    """The canary deploys to sproxxo-fraud-canary, outside any environment, and never moves
+    production traffic; its ID token is minted for the audience service.yaml gives it."""
+    canary = release["jobs"]["canary"]
+    assert canary["env"]["SERVICE"] == "sproxxo-fraud-canary"
+    assert canary["env"]["ENVIRONMENT"] == "canary"
+    assert "environment" not in canary
+    assert "deploy.sh deploy" in runs(canary)
+    assert "deploy.sh shift" not in runs(canary)
+    assert "deploy.sh rollback" not in runs(canary)
+    (auth,) = auth_steps(canary)
+    template = yaml.safe_load(SERVICE_YAML.read_text(encoding="utf-8"))
+    audience = template["metadata"]["annotations"]["run.googleapis.com/custom-audiences"]
+    expected = audience.replace("ENVIRONMENT", canary["env"]["ENVIRONMENT"])
+    assert auth["with"]["token_format"] == "id_token"
+    assert [auth["with"]["id_token_audience"]] == yaml.safe_load(expected)
+    assert release["jobs"]["traffic"]["env"]["SERVICE"] == "sproxxo-fraud"
+    assert release["jobs"]["traffic"]["env"]["ENVIRONMENT"] == "production"
+
+
+def test_release_canary_checks_send_the_id_token(release: dict[str, Any]) -> None:
+    """The canary's smoke and locust steps get the minted ID token through the environment
+    (never argv), and the locust run names the variable it must find."""
+    canary = release["jobs"]["canary"]
+    token = "${{ steps.auth.outputs.id_token }}"
+    (smoke,) = [s for s in canary["steps"] if "deploy.sh smoke" in s.get("run", "")]
+    assert smoke["env"]["SMOKE_ID_TOKEN"] == token
+    (load,) = [s for s in canary["steps"] if "python -m load.run" in s.get("run", "")]
+    assert load["env"]["LOAD_ID_TOKEN"] == token
+    assert "--id-token-env LOAD_ID_TOKEN" in load["run"]
+    assert "id_token" not in load["run"]
+
+
+def test_release_rolls_back_on_failure(release: dict[str, Any]) -> None:
+    """A failed production step returns all traffic to the revision captured before the
+    deploy, in the traffic job itself, with the rollback job as a backstop."""
+    traffic = release["jobs"]["traffic"]
+    assert "previous-revision" in traffic["outputs"]
+    steps = traffic["steps"]
+    current = next(i for i, s in enumerate(steps) if "deploy.sh current" in s.get("run", ""))
+    deploy = next(i for i, s in enumerate(steps) if "deploy.sh deploy" in s.get("run", ""))
+    assert current < deploy
+    (own,) = [s for s in steps if "deploy.sh rollback" in s.get("run", "")]
+    assert "failure()" in own["if"]
     rollback = release["jobs"]["rollback"]
     assert "failure()" in rollback["if"]
-    assert "canary" in rollback["needs"]
-    assert any("deploy.sh rollback" in s.get("run", "") for s in rollback["steps"])
-    assert "previous-revision" in release["jobs"]["canary"]["outputs"]
+    assert "traffic" in ancestors(release, "rollback")
+    assert "needs.traffic.outputs.previous-revision" in rollback["env"]["PREVIOUS"]
+    assert "deploy.sh rollback" in runs(rollback)
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        "ruleset",
+        "v*",
+        "required reviewers",
+        "deployment branches and tags",
+        "environment",
+        "repo:OWNER/REPO:environment:production",
+        "job_workflow_ref",
+        "GCP_BUILD_SERVICE_ACCOUNT",
+        "GCP_CANARY_SERVICE_ACCOUNT",
+    ],
+)
+def test_release_operator_settings_are_documented(fragment: str) -> None:
+    """What only an administrator can switch on (rulesets, the `production` environment's
+    reviewers and ref rule, the Workload Identity conditions) is written at the top of
+    release.yml and in docs/deployment.md."""
+    text = (WORKFLOWS_DIR / "release.yml").read_text(encoding="utf-8")
+    header = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    doc = DEPLOYMENT_DOC.read_text(encoding="utf-8")
+    for where in (header, doc):
+        assert fragment.lower() in " ".join(where.split()).lower()
 
 
 def test_train_promotion_waits_for_approval() -> None:

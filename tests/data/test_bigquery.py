@@ -304,3 +304,57 @@ def test_prediction_sink_empty_batch_makes_no_call() -> None:
     """Writing no records is a no-op that never touches the client."""
     BigQueryPredictionSink(TRANSACTIONS, client=_NoNetworkClient()).write([])
     BigQueryPredictionSink(TRANSACTIONS, client=_NoNetworkClient()).write([{"transaction_id": []}])
+
+
+def test_prediction_log_schema_takes_real_chunks_and_reads_back_without_synthetic(
+    bq_client: Any,
+) -> None:
+    """The service's own chunks (features, reason codes, http_status, synthetic) stream into
+    a table made from PREDICTION_LOG_SCHEMA; monitoring's read skips synthetic rows."""
+    from sproxxo.features import columns_from_transactions, derive
+    from sproxxo.predlog import PREDICTION_LOG_SCHEMA, log_chunk
+    from sproxxo.schemas import Decision, Transaction
+    from sproxxo.scoring import Scored
+    from sproxxo.serving.recording import stamped
+    from sproxxo.sources.bigquery import read_predictions
+    from tests.helpers import make_transaction
+
+    table = f"{DATASET}.prediction_log"
+    sink = BigQueryPredictionSink(table, client=bq_client)
+    sink.ensure_table(PREDICTION_LOG_SCHEMA)
+    txs = [
+        Transaction.model_validate(
+            {**make_transaction(transaction_id=f"tx-log-{i}"), "timestamp": "2026-03-01T10:00:00Z"},
+            strict=False,
+        )
+        for i in range(3)
+    ]
+    columns = columns_from_transactions(txs)
+    scored = Scored(
+        transactions=txs,
+        columns=columns,
+        derived=derive(columns),
+        probabilities=np.array([0.1, 0.5, 0.9]),
+        violations=[[], [], []],
+        decisions=[Decision.APPROVE, Decision.REVIEW, Decision.DECLINE],
+        reasons=[[], ["MODEL_SCORE_HIGH"], ["MODEL_SCORE_VERY_HIGH"]],
+        model_tag="sproxxo-fraud:v1",
+    )
+    chunk = stamped(log_chunk(scored), 200)
+    load_test = {**stamped(log_chunk(scored), 200), "synthetic": [True] * 3}
+    load_test["transaction_id"] = [f"tx-load-{i}" for i in range(3)]
+    sink.write([chunk, load_test])
+    now = datetime.now(UTC)
+    got = read_predictions(
+        table,
+        since=now.replace(year=now.year - 1),
+        until=now.replace(year=now.year + 1),
+        client=bq_client,
+    )
+    assert sorted(got["transaction_id"]) == ["tx-log-0", "tx-log-1", "tx-log-2"]
+    assert sorted(got["http_status"].tolist()) == [200, 200, 200]
+    assert list(got.sort_values("transaction_id")["reason_codes"].map(list)) == [
+        [],
+        ["MODEL_SCORE_HIGH"],
+        ["MODEL_SCORE_VERY_HIGH"],
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -57,8 +58,9 @@ class Server:
                 (home / name).symlink_to(shared / name, target_is_directory=True)
         self.env = {**self.env, "BENTOML_HOME": str(home)}
 
-    def start(self, timeout: float = 90.0) -> Server:
-        """Launch and wait until /readyz answers 200 (never a blind sleep)."""
+    def start(self, timeout: float = 90.0, *, probe: str = "/readyz") -> Server:
+        """Launch and wait until `probe` answers 200 (never a blind sleep); `/livez` for a
+        server that is expected to come up not ready."""
         self._isolated_home()
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +71,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.tail()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}{probe}", timeout=1.0).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -156,3 +158,15 @@ class HeldUpload:
     def close(self) -> None:
         """Give up the request (the server sees a disconnect)."""
         self.sock.close()
+
+
+def events_in(log: str) -> list[dict[str, Any]]:
+    """The service's JSON event lines in a server's output."""
+    found = []
+    for line in log.splitlines():
+        if line.startswith("{") and '"event"' in line:
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return found

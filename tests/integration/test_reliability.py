@@ -79,19 +79,22 @@ def _server(state: Path, **env: str) -> Server:
 
 def test_graceful_shutdown_under_load_loses_nothing(model_tags: list[str], tmp_path: Path) -> None:
     """SIGTERM mid-load: /readyz flips first, in-flight requests finish, log is complete."""
-    srv = _server(tmp_path, SPROXXO_DRAIN_SECONDS="1.5").start()
+    # A drain of 5 s (drain + 2 s budget + flush still fit Cloud Run's 10 s): the probe
+    # below meets the not-ready window on any machine, it polls until it sees it.
+    srv = _server(tmp_path, SPROXXO_DRAIN_SECONDS="5").start()
     ready_codes: list[int] = []
     with Load(srv.url) as load:
         load.wait_for(200)
         assert srv.process is not None
         srv.process.send_signal(15)
-        for _ in range(10):
+        for _ in range(500):
             try:
-                ready_codes.append(httpx.get(f"{srv.url}/readyz", timeout=1).status_code)
+                ready_codes.append(httpx.get(f"{srv.url}/readyz", timeout=5).status_code)
             except httpx.HTTPError:
                 break
-            time.sleep(0.1)
-        code = srv.process.wait(20)
+            if ready_codes[-1] == 503:
+                break
+        code = srv.process.wait(30)
     assert code == 0, srv.tail()
     assert 503 in ready_codes, ready_codes
     assert load.failed == []
@@ -104,24 +107,33 @@ def test_graceful_shutdown_under_load_loses_nothing(model_tags: list[str], tmp_p
     )
 
 
-def test_kill_9_restart_keeps_active_model_and_bounded_log_loss(
+def test_kill_9_restart_keeps_active_model_and_flushed_records(
     model_tags: list[str], tmp_path: Path
 ) -> None:
-    """kill -9 mid-load then restart: same active model; only the unflushed tail is lost."""
+    """kill -9 then restart: the same active model serves; every record the writer had
+    flushed before the kill is in the log, and a kill in mid-load leaves a log that still
+    reads (only records of the unflushed tail can be missing, never invented ones)."""
     srv = _server(tmp_path).start()
     second = model_tags[1]
     r = httpx.post(f"{srv.url}/models/{second.split(':')[1]}/activate", headers=AUTH, timeout=30)
     assert r.status_code == 200, r.text
     with Load(srv.url) as load:
         load.wait_for(300)
-        killed_at = time.monotonic()
+    flushed = {tx for _, tx, _ in load.ok}
+    with httpx.Client(base_url=srv.url, timeout=10) as http:
+        for _ in range(600):  # bounds a failure only: the writer flushes every 0.2 s
+            log_state = http.get("/health").json()["predlog"]
+            if log_state["queue_depth"] == 0 and log_state["written"] >= len(flushed):
+                break
+            http.get("/livez")
+    with Load(srv.url) as load:
+        load.wait_for(300)
         srv.kill()
-    accepted = {tx for t, tx, _ in load.ok}
-    # The bound: what was accepted in the last flush intervals (0.2 s) plus the writer's lag
-    # on a busy 2-core machine; allow 2 s.
-    tail = {tx for t, tx, _ in load.ok if t > killed_at - 2.0}
-    logged = set(read_log(tmp_path / "predictions")["transaction_id"])
-    assert accepted - logged <= tail, "lost more than the unflushed tail"
+    accepted = flushed | {tx for _, tx, _ in load.ok}
+    log = read_log(tmp_path / "predictions")
+    logged = set(log["transaction_id"])
+    assert flushed <= logged, f"{len(flushed - logged)} flushed records lost"
+    assert logged <= accepted
     restarted = _server(tmp_path, SPROXXO_PREDLOG_DIR=str(tmp_path / "predictions-2")).start()
     try:
         health = httpx.get(f"{restarted.url}/health", timeout=5).json()
@@ -130,7 +142,10 @@ def test_kill_9_restart_keeps_active_model_and_bounded_log_loss(
         assert answer.json()["model_tag"] == second
     finally:
         restarted.stop()
-    print(f"kill -9: {len(accepted)} accepted, {len(accepted - logged)} lost (tail {len(tail)})")
+    print(
+        f"kill -9: {len(accepted)} accepted, {len(accepted - logged)} in the unflushed tail, "
+        f"{log.attrs['torn_lines']} torn lines"
+    )
 
 
 def _samples(metrics: str, code: int) -> float:
@@ -146,7 +161,12 @@ def test_load_shedding_429_while_the_instance_is_full(
 ) -> None:
     """With max_concurrency requests held in flight, the next one is shed with 429 at once
     (answered while the held ones still occupy both slots: no queueing), and counted."""
-    srv = _server(tmp_path, SPROXXO_MAX_CONCURRENCY="2", SPROXXO_REQUEST_TIMEOUT_SECONDS="120")
+    srv = _server(
+        tmp_path,
+        SPROXXO_MAX_CONCURRENCY="2",
+        SPROXXO_REQUEST_TIMEOUT_SECONDS="120",  # the held requests never time out here
+        SPROXXO_SHUTDOWN_GRACE_SECONDS="200",
+    )
     srv.start()
     body = orjson.dumps({"transactions": [make_transaction()]})
     held = [HeldUpload(srv.port, "/predict_batch", body) for _ in range(2)]
@@ -275,24 +295,32 @@ def test_damaged_model_is_refused_at_activation_and_startup(
 def test_unwritable_prediction_log_never_fails_requests(
     model_tags: list[str], tmp_path: Path
 ) -> None:
-    """A prediction-log folder that cannot be created: requests succeed, drops are counted."""
+    """Neither the prediction-log folder nor the dead letter can be created: requests
+    succeed, and the records that could be kept nowhere are counted as dropped."""
     blocker = tmp_path / "not-a-dir"
-    blocker.write_text("a file where the log folder should be")
-    srv = _server(tmp_path, SPROXXO_PREDLOG_DIR=str(blocker / "predictions")).start()
+    blocker.write_text("a file where the log folders should be")
+    srv = _server(
+        tmp_path / "state",
+        SPROXXO_PREDLOG_DIR=str(blocker / "predictions"),
+        SPROXXO_STATE_DIR=str(blocker / "state"),
+        SPROXXO_PREDLOG_RETRY_SECONDS="[0.01]",
+    )
+    srv.log_path = tmp_path / "server.log"
+    srv.start()
     try:
         with httpx.Client(base_url=srv.url, timeout=5) as http:
             codes = [http.post("/predict", json=make_transaction()).status_code for _ in range(30)]
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
+            for _ in range(600):  # bounds a failure only: the writer flushes every 0.2 s
                 health = http.get("/health").json()
                 if health["predlog"]["dropped"].get("sink_error", 0) >= 30:
                     break
-                time.sleep(0.1)
+                http.get("/livez")
             metrics = http.get("/metrics").text
     finally:
         srv.stop()
     assert codes == [200] * 30
     assert health["predlog"]["dropped"]["sink_error"] == 30
+    assert health["predlog"]["dead_lettered"] == 0
     assert "NotADirectoryError" in health["predlog"]["last_error"]
     assert re.search(r'sproxxo_predlog_dropped_total\{reason="sink_error"\} 30', metrics)
 

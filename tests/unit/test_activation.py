@@ -56,25 +56,22 @@ def active_file(tmp_path: Path) -> Path:
     return tmp_path / "state" / activation.ACTIVE_FILE
 
 
-def test_startup_candidates_order_without_duplicates(
+def test_startup_candidates_are_only_pinned_persisted_shipped_champion(
     fake_store: SimpleNamespace, active_file: Path
 ) -> None:
-    """Candidates are pinned, persisted, champion, then the store's models, each once."""
+    """Candidates are pinned, persisted, shipped, champion, each once: never the rest of the
+    store (an unevaluated candidate or a retired model must not serve by default)."""
     write_active(active_file, "sproxxo-fraud:persisted")
-    assert startup_candidates("sproxxo-fraud:pinned", active_file) == [
+    assert startup_candidates(
+        "sproxxo-fraud:pinned", active_file, shipped="sproxxo-fraud:champ"
+    ) == [
         "sproxxo-fraud:pinned",
         "sproxxo-fraud:persisted",
         "sproxxo-fraud:champ",
-        "sproxxo-fraud:newest",
-        "sproxxo-fraud:older",
     ]
     fake_store.champion = None
     active_file.unlink()
-    assert startup_candidates("", active_file) == [
-        "sproxxo-fraud:newest",
-        "sproxxo-fraud:champ",
-        "sproxxo-fraud:older",
-    ]
+    assert startup_candidates("", active_file) == []
 
 
 @pytest.mark.parametrize(
@@ -103,40 +100,41 @@ def test_active_model_start_prefers_pinned_then_persisted_then_champion(
     assert model.refusals == []
 
 
-def test_active_model_start_skips_bad_candidates(
+def test_active_model_start_skips_bad_candidates_but_never_falls_back_to_the_store(
     fake_store: SimpleNamespace, active_file: Path
 ) -> None:
-    """Refused candidates are skipped and recorded; the first good one serves."""
+    """Refused candidates are recorded; with every allowed one refused nothing serves,
+    although the store holds other models that would verify."""
     write_active(active_file, "sproxxo-fraud:persisted")
-    loader = FakeLoader(
-        bad={"sproxxo-fraud:pinned", "sproxxo-fraud:persisted", "sproxxo-fraud:champ"}
-    )
+    loader = FakeLoader(bad={"sproxxo-fraud:pinned", "sproxxo-fraud:persisted"})
     events: list[str] = []
     model = ActiveModel(active_file, loader=loader, on_event=events.append)
     bundle = model.start("sproxxo-fraud:pinned")
     assert bundle is not None
-    assert bundle.tag == "sproxxo-fraud:newest"
-    assert [r.tag for r in model.refusals] == [
-        "sproxxo-fraud:pinned",
-        "sproxxo-fraud:persisted",
-        "sproxxo-fraud:champ",
-    ]
+    assert bundle.tag == "sproxxo-fraud:champ"
+    assert [r.tag for r in model.refusals] == ["sproxxo-fraud:pinned", "sproxxo-fraud:persisted"]
     assert all("sha256" in r.reason for r in model.refusals)
-    assert events == ["refused", "refused", "refused", "load"]
+    assert events == ["refused", "refused", "load"]
+    loader.bad.add("sproxxo-fraud:champ")
+    again = ActiveModel(active_file, loader=loader)
+    assert again.start("sproxxo-fraud:pinned") is None
+    assert "sproxxo-fraud:newest" not in loader.loaded
+    assert "sproxxo-fraud:older" not in loader.loaded
 
 
 def test_active_model_start_with_nothing_servable(
     fake_store: SimpleNamespace, active_file: Path
 ) -> None:
-    """When every candidate is refused, start() returns None and records every refusal."""
+    """When every allowed candidate is refused, start() returns None and records each
+    refusal; with no candidate at all, the refusal says so."""
     model = ActiveModel(active_file, loader=FakeLoader(bad=set(GOOD)))
     assert model.start("") is None
     assert model.bundle is None
-    assert [r.tag for r in model.refusals] == [
-        "sproxxo-fraud:champ",
-        "sproxxo-fraud:newest",
-        "sproxxo-fraud:older",
-    ]
+    assert [r.tag for r in model.refusals] == ["sproxxo-fraud:champ"]
+    fake_store.champion = None
+    empty = ActiveModel(active_file, loader=FakeLoader())
+    assert empty.start("") is None
+    assert "no pinned, persisted, shipped or champion model" in empty.refusals[0].reason
 
 
 def test_active_model_activate_persists_and_swaps(
@@ -250,3 +248,77 @@ def test_write_active_round_trip_leaves_no_temp_file(active_file: Path) -> None:
     write_active(active_file, "sproxxo-fraud:def")
     assert read_active(active_file) == "sproxxo-fraud:def"
     assert [p.name for p in active_file.parent.iterdir()] == [activation.ACTIVE_FILE]
+
+
+class BlockingLoader(FakeLoader):
+    """A FakeLoader whose load of one tag waits until the test releases it."""
+
+    def __init__(self, slow: str) -> None:
+        super().__init__()
+        self.slow = slow
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, tag: str) -> ModelBundle:
+        if tag == self.slow:
+            self.entered.set()
+            assert self.release.wait(30)
+        return super().__call__(tag)
+
+
+def test_follower_that_loaded_an_older_model_never_installs_it(
+    fake_store: SimpleNamespace, active_file: Path
+) -> None:
+    """A catch-up load that started before a newer activation does not install the older
+    model afterwards: the worker stays on what the file names."""
+    loader = BlockingLoader(slow="sproxxo-fraud:older")
+    model = ActiveModel(active_file, loader=loader)
+    model.start("")
+    ActiveModel(active_file, loader=FakeLoader()).activate("sproxxo-fraud:older")  # worker 2
+    follower = model.refresh()
+    assert follower is not None
+    assert loader.entered.wait(30)  # the follower is inside its (slow) load of "older"
+    model.activate("sproxxo-fraud:newest")  # meanwhile an operator activates here
+    loader.release.set()
+    follower.join(30)
+    assert model.bundle.tag == "sproxxo-fraud:newest"  # type: ignore[union-attr]
+    assert read_active(active_file) == "sproxxo-fraud:newest"
+
+
+def test_activation_that_cannot_be_persisted_switches_nothing(
+    fake_store: SimpleNamespace, tmp_path: Path
+) -> None:
+    """If the active file cannot be written, activate raises and the worker keeps its model
+    (persist first, then switch)."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state folder should be")
+    model = ActiveModel(blocker / activation.ACTIVE_FILE, loader=FakeLoader())
+    model.start("")
+    before = model.bundle
+    with pytest.raises(OSError):
+        model.activate("sproxxo-fraud:newest")
+    assert model.bundle is before
+
+
+def test_swap_callback_gets_new_and_previous_bundles(
+    fake_store: SimpleNamespace, active_file: Path
+) -> None:
+    """on_swap runs after each switch with (new, previous): the service re-freezes the GC
+    and republishes the model gauges there."""
+    swaps: list[tuple[str, str | None]] = []
+    model = ActiveModel(
+        active_file,
+        loader=FakeLoader(),
+        on_swap=lambda new, old: swaps.append((new.tag, old.tag if old else None)),
+    )
+    model.start("")
+    model.activate("sproxxo-fraud:newest")
+    other = ActiveModel(active_file, loader=FakeLoader())
+    other.activate("sproxxo-fraud:older")
+    follower = model.refresh()
+    assert follower is not None
+    follower.join(30)
+    assert swaps == [
+        ("sproxxo-fraud:newest", "sproxxo-fraud:champ"),
+        ("sproxxo-fraud:older", "sproxxo-fraud:newest"),
+    ]

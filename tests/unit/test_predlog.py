@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -26,6 +27,7 @@ from sproxxo.predlog import (
     log_chunk,
     read_log,
     records_of,
+    replay_dead_letter,
 )
 from sproxxo.schemas import EXAMPLE_TRANSACTION, Decision, RuleViolation, Transaction
 from sproxxo.scoring import Scored
@@ -141,17 +143,23 @@ def test_prediction_log_full_queue_drops_and_counts() -> None:
     assert log.stats.written == 6
 
 
-def test_prediction_log_sink_error_drops_without_raising() -> None:
-    """A failing sink (full disk) drops and counts sink_error; submit never raises or blocks."""
+def test_prediction_log_sink_error_without_dead_letter_drops_without_raising() -> None:
+    """A failing sink (full disk) with no dead letter: retried, then dropped and counted as
+    sink_error; submit never raises or blocks."""
     sink = FullDiskSink()
     drops: list[tuple[str, int]] = []
-    log = PredictionLog(sink, flush_seconds=0.01, on_drop=lambda r, n: drops.append((r, n)))
+    log = PredictionLog(
+        sink,
+        flush_seconds=0.01,
+        retry_seconds=(0.0, 0.0),
+        on_drop=lambda r, n: drops.append((r, n)),
+    )
     started = time.perf_counter()
     for i in range(10):
         assert log.submit(_chunk(_record(i))) == 1
     assert time.perf_counter() - started < 0.5
     assert log.close(timeout=10)
-    assert sink.attempts >= 1
+    assert sink.attempts >= 3  # the first batch: one try and two retries
     assert log.stats.written == 0
     assert log.stats.dropped == {"sink_error": 10}
     assert sum(n for reason, n in drops if reason == "sink_error") == 10
@@ -159,30 +167,110 @@ def test_prediction_log_sink_error_drops_without_raising() -> None:
     assert "No space left on device" in log.stats.last_error
 
 
-def test_prediction_log_keeps_writing_after_sink_error() -> None:
-    """After a failed batch the writer keeps running and writes later batches."""
+def test_prediction_log_retries_a_flaky_sink_and_loses_nothing() -> None:
+    """A sink that fails once is retried with backoff: every record is written."""
 
     class FlakySink:
         def __init__(self) -> None:
             self.calls = 0
             self.records: list[Record] = []
-            self.first_done = threading.Event()
 
         def write(self, chunks: list[Chunk]) -> None:
             self.calls += 1
             if self.calls == 1:
-                self.first_done.set()
                 raise OSError(errno.EIO, "I/O error")
             self.records.extend(r for chunk in chunks for r in records_of(chunk))
 
     sink = FlakySink()
-    log = PredictionLog(sink, flush_seconds=0.01)
+    log = PredictionLog(sink, flush_seconds=0.01, retry_seconds=(0.0,))
     log.submit(_chunk(_record(1)))
-    assert sink.first_done.wait(5)
     log.submit(_chunk(_record(2)))
     assert log.close(timeout=10)
-    assert [r["transaction_id"] for r in sink.records] == ["tx-2"]
-    assert log.stats.dropped == {"sink_error": 1}
+    assert sorted(r["transaction_id"] for r in sink.records) == ["tx-1", "tx-2"]
+    assert log.stats.dropped == {}
+    assert sink.calls >= 2
+
+
+def test_prediction_log_failing_sink_goes_to_dead_letter_then_replays(tmp_path: Path) -> None:
+    """What the sink still refuses after its retries is written to the dead letter (nothing
+    dropped); a replay moves it into the sink and empties the dead letter."""
+    dead = tmp_path / "dead-letter"
+    dead_lettered: list[int] = []
+    log = PredictionLog(
+        FullDiskSink(),
+        dead_letter=FileSink(dead),
+        flush_seconds=0.01,
+        retry_seconds=(0.0,),
+        on_dead_letter=dead_lettered.append,
+    )
+    for i in range(25):
+        log.submit(_chunk(_record(i)))
+    assert log.close(timeout=10)
+    assert log.stats.dropped == {}
+    assert log.stats.dead_lettered == sum(dead_lettered) == 25
+    assert sorted(read_log(dead)["transaction_id"]) == sorted(f"tx-{i}" for i in range(25))
+    target = tmp_path / "sink"
+    replayed = replay_dead_letter(dead, FileSink(target))
+    assert (replayed.records, replayed.torn_lines) == (25, 0)
+    assert sorted(read_log(target)["transaction_id"]) == sorted(f"tx-{i}" for i in range(25))
+    assert list(dead.rglob("*.jsonl")) == []
+
+
+def test_prediction_log_close_deadline_spills_a_hung_sink_to_dead_letter(tmp_path: Path) -> None:
+    """A sink that hangs past the close deadline cannot stall shutdown: close returns at the
+    deadline and what is still queued is in the dead letter."""
+    sink = SlowSink()
+    log = PredictionLog(sink, dead_letter=FileSink(tmp_path), flush_seconds=0.01)
+    try:
+        log.submit(_chunk(_record(0)))
+        assert sink.entered.wait(5)  # the writer holds record 0 inside a hung write()
+        for i in range(1, 11):
+            log.submit(_chunk(_record(i)))
+        assert log.close(timeout=0.2) is False
+        assert sorted(read_log(tmp_path)["transaction_id"]) == sorted(
+            f"tx-{i}" for i in range(1, 11)
+        )
+        assert log.stats.dead_lettered == 10
+    finally:
+        sink.release.set()
+
+
+def test_file_sink_failed_append_leaves_no_torn_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append that fails half-way (full disk) is truncated back: the next one reads."""
+    sink = FileSink(tmp_path)
+    sink.write([_chunk(_record(1))])
+    real_fsync = os.fsync
+    calls = {"n": 0}
+
+    def failing_fsync(fd: int) -> None:
+        calls["n"] += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        sink.write([_chunk(_record(2))])
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    sink.write([_chunk(_record(3))])
+    frame = read_log(tmp_path)
+    assert list(frame["transaction_id"]) == ["tx-1", "tx-3"]
+    assert frame.attrs["torn_lines"] == 0
+    assert calls["n"] == 1
+
+
+def test_read_log_skips_and_counts_torn_lines(tmp_path: Path) -> None:
+    """A torn line (a crash mid-write) is skipped and counted; the rest of the hour reads."""
+    sink = FileSink(tmp_path)
+    sink.write([_chunk(_record(1))])
+    path = sink.path_for(T0)
+    with path.open("ab") as handle:
+        handle.write(b'{"n": 1, "columns": {"transaction_id": ["tx-to')  # torn, no newline
+        handle.write(b"\n[1, 2]\n")  # and a line that is JSON but not a record
+    sink.write([_chunk(_record(2))])
+    frame = read_log(tmp_path)
+    assert list(frame["transaction_id"]) == ["tx-1", "tx-2"]
+    assert frame.attrs["torn_lines"] == 2
 
 
 def _scored(tx: Transaction) -> Scored:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -109,10 +110,36 @@ def test_transaction_timestamp_error_names_rule(timestamp: str, rule_in_message:
         Transaction.model_validate_json(_json({"timestamp": timestamp}))
 
 
-def test_transaction_pan_error_names_rule() -> None:
-    """A PAN-like card_id is refused with the no_pan rule in the message."""
+@pytest.mark.parametrize(
+    "card_id",
+    [
+        "4111111111111111",
+        "card_4111-1111-1111-1111",
+        "card_4111_1111_1111_1111",
+        "tok-5500-0000-0000-0004-x",
+        "c_378282246310005",  # 15-digit Amex
+        "id_4111111111111_1111111",  # 13 digits joined by an underscore, 20 in all
+    ],
+)
+def test_transaction_pan_error_names_rule(card_id: str) -> None:
+    """A card_id holding a card number, separators or not, is refused naming no_pan."""
     with pytest.raises(ValidationError, match="no_pan"):
-        Transaction.model_validate_json(_json({"card_id": "4111111111111111"}))
+        Transaction.model_validate_json(_json({"card_id": card_id}))
+
+
+@pytest.mark.parametrize(
+    "card_id", ["card_ab12cd34ef", "card_2219d49c8078", "tok_1234-5678-9012", "c-123456789012"]
+)
+def test_transaction_accepts_tokens_with_short_digit_runs(card_id: str) -> None:
+    """Tokens whose digits (separators removed) stay under 13 in a row are accepted."""
+    assert Transaction.model_validate_json(_json({"card_id": card_id})).card_id == card_id
+
+
+def test_card_id_documented_pattern_agrees_with_the_validator() -> None:
+    """The JSON Schema pattern (for clients and the fuzzer) refuses the same card numbers."""
+    pattern = re.compile(Transaction.model_json_schema()["properties"]["card_id"]["pattern"])
+    assert not pattern.match("card_4111-1111-1111-1111")
+    assert pattern.match("tok_1234-5678-9012")
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ os.environ.update(
     {
         "BENTOML_HOME": str(STATE / "bentoml"),
         "SPROXXO_STATE_DIR": str(STATE / "state"),
-        "SPROXXO_ENV": "test",
+        "SPROXXO_ENV": "dev",
         "BENTOML_DO_NOT_TRACK": "true",
         "OMP_NUM_THREADS": "1",
     }
