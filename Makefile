@@ -1,4 +1,5 @@
-# Sproxxo fraud platform: the single entry point. `make help` lists the targets.
+# Sproxxo fraud platform: the developer's front door (`make help` lists the targets).
+# Test environments are tox's (tox.ini): `make test` runs `tox -e coverage`, like CI.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export BENTOML_HOME ?= $(CURDIR)/.sproxxo/bentoml
@@ -27,20 +28,21 @@ train: ## Train on synthetic data and register the model (ROWS=...)
 serve: ## Serve the active model on localhost:$(PORT)
 	$(UV) run bentoml serve service:FraudScorer --host 127.0.0.1 --port $(PORT)
 
-test: install ## The whole test suite (what CI runs)
-	$(UV) run python -m pytest -q -m "not slow"
+# Test, lint and typing runs are defined once, as tox envs (tox.ini); these targets call them.
+test: install ## The whole test suite once, with the coverage floor (what CI runs)
+	$(UV) run tox -e coverage
 
-test-unit: ## Fast tests only (no server processes)
-	$(UV) run python -m pytest -q -m "not integration and not slow"
+test-unit: install ## Fast tests only (no server processes)
+	$(UV) run tox -e unit
 
-test-integration: ## Tests that start a real bentoml serve
-	$(UV) run python -m pytest -q -m integration
+test-integration: install ## Tests that start a real bentoml serve
+	$(UV) run tox -e integration
 
-lint: ## ruff lint + format check
-	$(UV) run ruff check . && $(UV) run ruff format --check .
+lint: install ## pre-commit hooks: ruff, format, hygiene, uv lock --check, actionlint
+	$(UV) run tox -e lint
 
-typing: ## mypy --strict on the core
-	$(UV) run mypy
+typing: install ## mypy --strict on every Python folder, and the import-linter layers
+	$(UV) run tox -e typing
 
 requirements: ## Export runtime requirements from uv.lock into build/ and check them
 	$(UV) run python -c "import sys; sys.path.insert(0, 'deploy'); import build_bento as b; b.export_requirements()"

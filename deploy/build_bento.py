@@ -79,7 +79,7 @@ def export_requirements() -> dict[str, str]:
 
 def model_tag() -> str:
     """The model to ship: pinned by env, else the store's champion."""
-    from sproxxo import store
+    from sproxxo.adapters import bentoml_store as store
 
     tag = os.environ.get("SPROXXO_MODEL_TAG") or store.champion_tag()
     if not tag:
@@ -132,6 +132,8 @@ def main() -> int:
     env = {**os.environ, "SPROXXO_MODEL_TAG": tag}
     out = subprocess.run(
         [
+            sys.executable,  # the environment's bentoml, whether or not it is on PATH
+            "-m",
             "bentoml",
             "build",
             "-f",

@@ -38,13 +38,10 @@ import gc
 import json
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +49,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from load import procs
+from sproxxo.ml.compiled_trees import PARITY_TOLERANCE
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA = ROOT / "load" / "wrk" / "post_bodies.lua"
@@ -152,32 +152,24 @@ def render(report: Report) -> str:
 def train_model(work: Path, *, rows: int) -> tuple[Path, str]:
     """Train a model into a fresh store under `work`; returns (BENTOML_HOME, tag)."""
     home = work / "bentoml"
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(home),
-        "SPROXXO_STATE_DIR": str(work / "train"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-        "BENTOML_DO_NOT_TRACK": "true",
-        "MLFLOW_ENABLE_TELEMETRY": "false",
-    }
     print(f"training a model on {rows} synthetic rows into {home} ...", flush=True)
-    done = subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, "-m", "training.train", "--rows", str(rows)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
+    tag = procs.train_model(
+        {
+            "BENTOML_HOME": str(home),
+            "SPROXXO_STATE_DIR": str(work / "train"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+            "BENTOML_DO_NOT_TRACK": "true",
+            "MLFLOW_ENABLE_TELEMETRY": "false",
+        },
+        rows=rows,
+        bootstrap="",
     )
-    if done.returncode != 0:
-        raise SystemExit(f"training failed:\n{done.stderr[-3000:]}")
-    return home, done.stdout.strip().splitlines()[-1]
+    return home, tag
 
 
 def resolve_tag(model: str) -> str:
     """The full tag to benchmark: the given one, else the champion, else the newest."""
-    from sproxxo import store
+    from sproxxo.adapters import bentoml_store as store
 
     if model:
         return store.full_tag(model)
@@ -211,10 +203,10 @@ def _stats(rows: int, samples: Sequence[float]) -> tuple[float, float, float]:
 def in_process(tag: str, *, seconds: float) -> list[Row]:
     """features+model / service scoring / predict_matrix / sklearn per batch size, parity."""
     from load.payloads import valid_bodies
+    from sproxxo.adapters.bentoml_store import load_model
     from sproxxo.features import build_features, columns_from_transactions
     from sproxxo.schemas import Transaction
     from sproxxo.scoring import score
-    from sproxxo.store import load_model
 
     bundle = load_model(tag)
     now = datetime.now(UTC)
@@ -304,138 +296,34 @@ def parity_row(bundle: Any, *, rows: int = 20_000) -> Row:
         "in-process",
         f"parity compiled vs sklearn ({rows:,} held-out rows)",
         note=f"max abs Δp = {delta:.2e}",
-        target="≤ 1e-9",
-        ok=delta <= 1e-9,
+        target=f"≤ {PARITY_TOLERANCE:g}",
+        ok=delta <= PARITY_TOLERANCE,
     )
 
 
-# --------------------------------------------------------------------------- processes
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class ServerProcess:
-    """A server this bench started (its own process group) and how to reach it."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log: Path
-    cpus: str
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, *, timeout: float = 120.0) -> ServerProcess:
-        """Launch pinned to `cpus` and wait for /readyz."""
-        argv = ["taskset", "-c", self.cpus, *self.argv, "--port", str(self.port)]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - fixed argv
-                argv,
-                cwd=ROOT,
-                env={**os.environ, **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-            if _get_ok(f"{self.url}/readyz"):
-                return self
-            time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"{self.name} not ready in {timeout}s: {self.log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        """SIGTERM the process group we started, then SIGKILL if it lingers."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-
-def _get_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - loopback
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and all its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-def rss_mb(root: int) -> list[tuple[int, str, float, float]]:
-    """(pid, short command, VmRSS MB, VmHWM MB) for each process of the tree."""
-    out = []
-    for pid in process_tree(root):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        fields = {
-            k: v.split()[0]
-            for k, _, v in (line.partition(":") for line in status.splitlines())
-            if v.strip()
-        }
-        if "VmRSS" in fields:
-            out.append(
-                (
-                    pid,
-                    _short(cmd),
-                    int(fields["VmRSS"]) / 1024,
-                    int(fields.get("VmHWM", fields["VmRSS"])) / 1024,
-                )
-            )
-    return out
-
-
-def _short(cmd: str) -> str:
-    for marker in (
-        "_bentoml_impl.worker.service",
-        "bentoml serve",
-        "load.baseline.app",
-        "multiprocessing.spawn",
-        "taskset",
-    ):
-        if marker in cmd:
-            return marker.rpartition(".")[2] if "." in marker else marker
-    return cmd[:40]
-
-
 # --------------------------------------------------------------------------- load generators
+def history_rows(work: Path, *, quick: bool) -> list[Row]:
+    """What a card-history store call adds to a transaction (`load.history_bench`)."""
+    from load.history_bench import latency_table
+
+    cards, calls = (5_000, 1_000) if quick else (20_000, 5_000)
+    rows = []
+    for r in latency_table(work / "history", warm_cards=cards, per_card=10, calls=calls):
+        rows.append(
+            Row(
+                "card history",
+                f"{r['store']} observe, 1 tx ({cards:,} cards x 10 recent events)",
+                p50=_us(r["p50_us"]),
+                p95=_us(r["p95_us"]),
+                p99=_us(r["p99_us"]),
+                note=f"batch of 1,000: {r['batch_us_per_tx']:.0f} µs/tx, one round trip",
+                target=f"p50 ≤ {r['target_p50_us']:.0f} µs",
+                ok=r["p50_us"] <= r["target_p50_us"],
+            )
+        )
+    return rows
+
+
 def wrk(url: str, path: str, bodies: Path, *, connections: int, seconds: float) -> dict[str, Any]:
     """Closed-loop wrk run pinned to the load-generator core; returns WRK_JSON + rps."""
     argv = [
@@ -526,8 +414,7 @@ def bench_baseline(
     cfg: dict[str, Any], *, mode: str, workers: int, d: Durations, singles: Path
 ) -> tuple[Row, float]:
     """Max throughput of one baseline configuration at 64 connections."""
-    srv = ServerProcess(
-        f"baseline-{mode}-{workers}",
+    srv = procs.Server(
         [sys.executable, "-m", "load.baseline.app", "--mode", mode, "--workers", str(workers)],
         {**cfg["env"], "SPROXXO_BASELINE_MODEL": cfg["tag"]},
         cfg["work"] / "baseline.log",
@@ -537,7 +424,7 @@ def bench_baseline(
     try:
         wrk(srv.url, "/predict", singles, connections=16, seconds=d.warm)
         res = wrk(srv.url, "/predict", singles, connections=64, seconds=d.baseline_max)
-        rss = max((r[2] for r in rss_mb(srv.process.pid)), default=0.0)  # type: ignore[union-attr]
+        rss = max((r[2] for r in procs.rss_mb(srv.process.pid)), default=0.0)  # type: ignore[union-attr]
     finally:
         srv.stop()
     row = Row(
@@ -553,23 +440,11 @@ def bench_baseline(
     return row, float(res["rps"])
 
 
-def cpu_seconds(root: int) -> float:
-    """User + system CPU seconds used so far by `root` and its descendants."""
-    ticks = 0
-    for pid in process_tree(root):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def _with_cpu(root: int, run: Callable[[], dict[str, Any]], requests_key: str) -> dict[str, Any]:
     """`run()`'s result plus the server's CPU milliseconds per request it served."""
-    before = cpu_seconds(root)
+    before = procs.cpu_seconds(root)
     result = run()
-    result["cpu_ms"] = 1000 * (cpu_seconds(root) - before) / max(int(result[requests_key]), 1)
+    result["cpu_ms"] = 1000 * (procs.cpu_seconds(root) - before) / max(int(result[requests_key]), 1)
     return result
 
 
@@ -578,12 +453,10 @@ def bench_service(
 ) -> float:
     """The Bento service with `workers` workers: max, fixed rate, low concurrency, batch,
     errors, CPU per request, RSS."""
-    srv = ServerProcess(
-        f"bentoml-{workers}",
-        [sys.executable, "-m", "bentoml", "serve", "service:FraudScorer", "--host", "127.0.0.1"],
-        {**cfg["env"], "SPROXXO_MODEL_TAG": cfg["tag"], "SPROXXO_WORKERS": str(workers)},
-        cfg["work"] / f"service-{workers}.log",
-        cfg["cpus"],
+    srv = procs.Server.bentoml(
+        env={**cfg["env"], "SPROXXO_MODEL_TAG": cfg["tag"], "SPROXXO_WORKERS": str(workers)},
+        log_path=cfg["work"] / f"service-{workers}.log",
+        cpus=cfg["cpus"],
     )
     srv.start()
     try:
@@ -598,7 +471,7 @@ def bench_service(
 
 
 def _service_runs(
-    srv: ServerProcess, d: Durations, singles: Path, batches: Path
+    srv: procs.Server, d: Durations, singles: Path, batches: Path
 ) -> tuple[dict[str, dict[str, Any]], list[Any], list[Any]]:
     root = srv.process.pid  # type: ignore[union-attr]
     wrk(srv.url, "/predict", singles, connections=16, seconds=d.warm)
@@ -609,7 +482,7 @@ def _service_runs(
             "requests",
         )
     }
-    rss_peak = rss_mb(root)
+    rss_peak = procs.rss_mb(root)
     runs["fixed"] = fixed_rate(f"{srv.url}/predict", singles, rate=FIXED_RATE, seconds=d.fixed)
     runs["low"] = wrk(srv.url, "/predict", singles, connections=4, seconds=d.low)
     runs["batch"] = _with_cpu(
@@ -617,7 +490,7 @@ def _service_runs(
         lambda: wrk(srv.url, "/predict_batch", batches, connections=2, seconds=d.batch),
         "requests",
     )
-    return runs, rss_peak, rss_mb(root)
+    return runs, rss_peak, procs.rss_mb(root)
 
 
 def _service_rows(section: str, runs: dict[str, dict[str, Any]]) -> list[Row]:
@@ -792,6 +665,8 @@ def _run(args: argparse.Namespace, d: Durations, work: Path) -> int:
         report.add(*in_process(tag, seconds=d.inproc))
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    print("card-history stores (SQLite file, loopback redis-server) ...", flush=True)
+    report.add(*history_rows(work, quick=args.quick))
     singles, batches = write_bodies(work)
     best = 0.0
     if not args.skip_baseline:

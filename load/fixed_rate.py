@@ -20,6 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -88,7 +89,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 async def run(
     url: str, bodies: list[bytes], *, rate: float, duration: float, max_connections: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Send `rate * duration` requests on schedule; return the summary."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80

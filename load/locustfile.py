@@ -50,12 +50,7 @@ class CardholderTraffic(FastHttpUser):
 
     def _post(self, path: str, body: Any, *, name: str, expected: int) -> None:
         with self.rest("POST", path, data=json.dumps(body), headers=HEADERS, name=name) as resp:
-            if resp.status_code != expected:
-                resp.failure(f"expected {expected}, got {resp.status_code}: {resp.text[:200]}")
-            elif resp.js is None:
-                resp.failure(f"{resp.status_code} without a JSON body")
-            else:
-                resp.success()
+            _judge(resp, expected)
 
     @task(85)
     def predict(self) -> None:
@@ -84,6 +79,16 @@ class CardholderTraffic(FastHttpUser):
                 resp.failure(f"expected 200, got {resp.status_code}")
 
 
+def _judge(resp: Any, expected: int) -> None:
+    """Mark a response (locust's RestResponse, untyped) a success or a failure."""
+    if resp.status_code != expected:
+        resp.failure(f"expected {expected}, got {resp.status_code}: {(resp.text or '')[:200]}")
+    elif resp.js is None:
+        resp.failure(f"{resp.status_code} without a JSON body")
+    else:
+        resp.success()
+
+
 class _CommonShape(LoadTestShape):
     """Shapes scaled by --users (peak), --spawn-rate and --run-time."""
 
@@ -98,6 +103,10 @@ class _CommonShape(LoadTestShape):
         run_time = float(getattr(opts, "run_time", None) or 60)
         return users, rate, run_time
 
+    def _elapsed(self) -> float:
+        """Seconds since the shape started (locust's own helper is untyped)."""
+        return float(self.get_run_time())  # type: ignore[no-untyped-call]
+
 
 class SteadyShape(_CommonShape):
     """Constant load: --users for --run-time."""
@@ -107,7 +116,7 @@ class SteadyShape(_CommonShape):
     def tick(self) -> tuple[int, float] | None:
         """Hold the peak until the run time is over."""
         users, rate, run_time = self._options()
-        return (users, rate) if self.get_run_time() < run_time else None
+        return (users, rate) if self._elapsed() < run_time else None
 
 
 class SpikeShape(_CommonShape):
@@ -118,7 +127,7 @@ class SpikeShape(_CommonShape):
     def tick(self) -> tuple[int, float] | None:
         """Baseline, spike (spawned at 10x the rate), baseline."""
         users, rate, run_time = self._options()
-        t = self.get_run_time() / run_time
+        t = self._elapsed() / run_time
         if t >= 1:
             return None
         base = max(1, users // 4)
@@ -133,7 +142,7 @@ class SoakShape(_CommonShape):
     def tick(self) -> tuple[int, float] | None:
         """Slow ramp, then constant."""
         users, _, run_time = self._options()
-        elapsed = self.get_run_time()
+        elapsed = self._elapsed()
         if elapsed >= run_time:
             return None
         ramp = max(run_time * 0.1, 1.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
@@ -40,7 +40,7 @@ def _local_time(epoch: float, offset_minutes: int, now: datetime, age: timedelta
 
 
 def body_from_row(
-    row: dict[str, Any], *, index: int, now: datetime, age: timedelta
+    row: Mapping[Any, Any], *, index: int, now: datetime, age: timedelta
 ) -> dict[str, Any]:
     """One /predict body from a canonical generator row, timestamped `age` before `now`."""
     return {

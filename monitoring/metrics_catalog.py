@@ -1,7 +1,7 @@
 """Which metric names exist, and which ones alerts and dashboards reference.
 
-Known names come from four places: the service's collectors (`sproxxo.metrics`, read from
-the prometheus_client objects, with the sample suffixes each type exposes), BentoML's own
+Known names come from four places: the service's collectors (`sproxxo.adapters.prometheus`,
+read from the prometheus_client objects, with the sample suffixes each type exposes), BentoML's own
 request metrics, the drift job's exported names (`exported_metrics.txt`) and the GCP
 log-based metrics defined under `gcp/log_metrics/`. `referenced_metrics()` parses every
 PromQL expression in alerts.yml, the Grafana dashboard and the GCP policies/dashboard.
@@ -66,10 +66,10 @@ _GCP_PREFIXES: Final = (
 
 
 def service_metrics() -> set[str]:
-    """Sample names of every collector defined in `sproxxo.metrics`."""
+    """Sample names of every collector defined in `sproxxo.adapters.prometheus`."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from sproxxo import metrics
+    from sproxxo.adapters import prometheus as metrics
 
     names: set[str] = set()
     for obj in vars(metrics).values():

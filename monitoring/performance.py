@@ -11,129 +11,14 @@ labels in the window, 3 unreadable labels (monitoring/README.md).
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
 
-import numpy as np
-import pandas as pd
-from pydantic import BaseModel, ConfigDict
-
-from monitoring.common import run_cli, window
-from monitoring.labels import read_labels
-from sproxxo.cli import EXIT_OK, configure_logging
-from sproxxo.drift import InsufficientData
-from sproxxo.schemas import Decision
+from sproxxo.errors import EXIT_OK
+from sproxxo.jobs.cli import configure_logging, run
+from sproxxo.jobs.performance import report_window
+from sproxxo.jobs.predictions import window
 from sproxxo.settings import get_settings
-
-logger = logging.getLogger("monitoring.performance")
-
-JSON_FILE: Final = "performance.json"
-HTML_FILE: Final = "classification_report.html"
-FLAGGED: Final = (Decision.REVIEW.value, Decision.DECLINE.value)
-
-
-class Performance(BaseModel):
-    """Classification quality of one slice of labelled predictions."""
-
-    model_config = ConfigDict(frozen=True)
-
-    rows: int
-    frauds: int
-    precision: float | None
-    recall: float | None
-    decline_precision: float | None
-    decline_recall: float | None
-    average_precision: float | None
-    decision_share: dict[str, float]
-
-
-class PerformanceReport(BaseModel):
-    """The JSON the CLI writes."""
-
-    model_config = ConfigDict(frozen=True)
-
-    since: datetime
-    until: datetime
-    overall: Performance
-    by_day: dict[str, Performance]
-    label_delay_hours: dict[str, float]
-
-
-def _ratio(num: float, den: float) -> float | None:
-    return float(num / den) if den else None
-
-
-def performance(frame: pd.DataFrame) -> Performance:
-    """Precision/recall of flagged and declined, AP of the probability, decision mix."""
-    from sklearn.metrics import average_precision_score
-
-    fraud = frame["is_fraud"].to_numpy() == 1
-    flagged = frame["decision"].isin(FLAGGED).to_numpy()
-    declined = (frame["decision"] == Decision.DECLINE.value).to_numpy()
-    both_classes = 0 < fraud.sum() < len(fraud)
-    mix = frame["decision"].value_counts(normalize=True)
-    return Performance(
-        rows=len(frame),
-        frauds=int(fraud.sum()),
-        precision=_ratio((flagged & fraud).sum(), flagged.sum()),
-        recall=_ratio((flagged & fraud).sum(), fraud.sum()),
-        decline_precision=_ratio((declined & fraud).sum(), declined.sum()),
-        decline_recall=_ratio((declined & fraud).sum(), fraud.sum()),
-        average_precision=(
-            float(average_precision_score(fraud, frame["fraud_probability"]))
-            if both_classes
-            else None
-        ),
-        decision_share={d.value: float(mix.get(d.value, 0.0)) for d in Decision},
-    )
-
-
-def label_delay_hours(frame: pd.DataFrame) -> dict[str, float]:
-    """Median and p90 of reported_at - logged_at, in hours."""
-    hours = (frame["reported_at"] - frame["logged_at"]).dt.total_seconds() / 3600.0
-    return {"median": float(np.median(hours)), "p90": float(np.quantile(hours, 0.9))}
-
-
-def build_report(labelled: pd.DataFrame, since: datetime, until: datetime) -> PerformanceReport:
-    """Overall and per-day performance of labelled predictions logged in [since, until)."""
-    logged = pd.to_datetime(labelled["logged_at"], utc=True)
-    frame = labelled[(logged >= since) & (logged < until)].assign(
-        logged_at=logged, reported_at=pd.to_datetime(labelled["reported_at"], utc=True)
-    )
-    if frame.empty:
-        raise InsufficientData(f"no labelled predictions logged in [{since}, {until})")
-    days = frame["logged_at"].dt.strftime("%Y-%m-%d")
-    return PerformanceReport(
-        since=since,
-        until=until,
-        overall=performance(frame),
-        by_day={day: performance(part) for day, part in frame.groupby(days)},
-        label_delay_hours=label_delay_hours(frame),
-    )
-
-
-def save_classification_html(frame: pd.DataFrame, path: Path) -> None:
-    """Evidently's classification report of the labelled window."""
-    from evidently import BinaryClassification, DataDefinition, Dataset, Report
-    from evidently.presets import ClassificationPreset
-
-    data = pd.DataFrame(
-        {
-            "is_fraud": frame["is_fraud"].astype(int),
-            "fraud_probability": frame["fraud_probability"].astype(float),
-        }
-    )
-    definition = DataDefinition(
-        numerical_columns=["fraud_probability"],
-        classification=[
-            BinaryClassification(target="is_fraud", prediction_probas="fraud_probability")
-        ],
-    )
-    report = Report([ClassificationPreset()])
-    report.run(Dataset.from_pandas(data, data_definition=definition), None).save_html(str(path))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,17 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     configure_logging(settings.log_level)
     since, until = window(args.since, args.until, default_days=30)
-    labelled = read_labels(args.labels_dir or settings.state_dir / "labels")
-    report = build_report(labelled, since, until)
     out = args.out or settings.reports_dir / "performance" / f"{until:%Y%m%dT%H%M%SZ}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / JSON_FILE).write_text(report.model_dump_json(indent=2), encoding="utf-8")
-    logged = pd.to_datetime(labelled["logged_at"], utc=True)
-    save_classification_html(labelled[(logged >= since) & (logged < until)], out / HTML_FILE)
-    summary: dict[str, Any] = report.overall.model_dump()
-    print(f"{summary} label_delay_hours={report.label_delay_hours} -> {out}")
+    labels_dir = args.labels_dir or settings.labels_dir
+    report = report_window(labels_dir, out, since=since, until=until)
+    print(f"{report.overall.model_dump()} label_delay_hours={report.label_delay_hours} -> {out}")
     return EXIT_OK
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main, None))
+    raise SystemExit(run(main))

@@ -9,7 +9,7 @@ are `FEATURE_NAMES`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
@@ -18,12 +18,14 @@ import numpy as np
 import numpy.typing as npt
 
 from sproxxo.errors import FeatureSchemaMismatch
+from sproxxo.history import HISTORY_FEATURES, Event, Profile, event_time_ms, to_cents
 from sproxxo.risk import (
     CATEGORY_TYPICAL_AMOUNT_USD,
     INDICATORS,
     NEW_CARD_DAYS,
     BoolArray,
     FloatArray,
+    IndicatorFlags,
     IndicatorInputs,
     indicator_flags,
     noisy_or,
@@ -51,7 +53,8 @@ CANONICAL_COLUMNS: Final = (
 )
 LABEL_COLUMN: Final = "is_fraud"
 
-FEATURE_NAMES: Final = (
+#: What the transaction itself says (profile fields may be missing: NaN).
+BASE_FEATURES: Final = (
     "log_amount",
     "amount_to_typical",
     "hour",
@@ -67,7 +70,11 @@ FEATURE_NAMES: Final = (
     "log_city_pop",
     "risk_score",
 )
+#: The model's inputs: the transaction's features, then the card's history
+#: (`sproxxo.history`; NaN when unknown).
+FEATURE_NAMES: Final = (*BASE_FEATURES, *HISTORY_FEATURES)
 
+RISK_SCORE_COLUMN: Final = FEATURE_NAMES.index("risk_score")
 _LOOKUP_MAX: Final = 4096  # up to here a dict lookup beats pandas.Categorical
 _CATEGORY_CODE: Final = {name: float(i) for i, name in enumerate(CATEGORIES)}
 _TYPICAL: Final = np.array([CATEGORY_TYPICAL_AMOUNT_USD[c] for c in CATEGORIES])
@@ -76,6 +83,9 @@ _EARTH_RADIUS_KM: Final = 6371.0088
 _IDENTIFIERS: Final = frozenset({"transaction_id", "card_id", "currency", "merchant_id"})
 _NEEDED: Final = tuple(c for c in CANONICAL_COLUMNS if c not in _IDENTIFIERS)
 _NUMERIC: Final = tuple(c for c in _NEEDED if c != "merchant_category")
+#: Canonical columns a transaction may leave out (the card's profile: filled from the store,
+#: else NaN).
+PROFILE_COLUMNS: Final = ("lat", "long", "card_age_days", "customer_age", "city_pop")
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -92,6 +102,15 @@ class Derived:
     fired: BoolArray
     values: FloatArray
     risk_score: FloatArray
+
+
+class _Vector:
+    """`known` for arrays (numpy is used directly for the rest)."""
+
+    @staticmethod
+    def known(x: Any, value: Any) -> Any:
+        """`value` where `x` is known, NaN where it is missing."""
+        return np.where(np.isnan(x), np.nan, value)
 
 
 def haversine_km(lat1: Any, lon1: Any, lat2: Any, lon2: Any, *, xp: Any = np) -> Any:
@@ -116,8 +135,14 @@ class _Scalar:
     floor = staticmethod(math.floor)
     log1p = staticmethod(math.log1p)
 
+    @staticmethod
+    def known(x: float, value: Any) -> float:
+        """`value` where `x` is known, NaN where it is missing."""
+        return float(value) if x == x else math.nan
+
 
 _SCALAR: Final = _Scalar()
+_VECTOR: Final = _Vector()
 
 
 def category_codes(values: Any) -> npt.NDArray[np.intp]:
@@ -138,12 +163,13 @@ def category_codes(values: Any) -> npt.NDArray[np.intp]:
 
 def _formulas(
     xp: Any, raw: dict[str, Any], code: Any, typical: Any, online: Any
-) -> tuple[IndicatorInputs, list[Any], Any]:
+) -> tuple[IndicatorInputs, list[Any], IndicatorFlags]:
     """Every feature formula, written once for arrays (xp=np) and floats (xp=_SCALAR).
 
     Returns the indicator inputs, the feature values in `FEATURE_NAMES` order and the
     indicator flags.
     """
+    known = (_SCALAR if xp is _SCALAR else _VECTOR).known
     amount = raw["amount"]
     local = raw["epoch_seconds"] + 60.0 * raw["utc_offset_minutes"]
     inputs = IndicatorInputs(
@@ -156,6 +182,8 @@ def _formulas(
         card_age_days=raw["card_age_days"],
         is_foreign=raw["is_foreign"],
         is_online=online,
+        card_tx_1h=raw["card_tx_1h"],
+        amount_to_card_mean=raw["amount_to_card_mean"],
     )
     flags = indicator_flags(inputs)
     features = [
@@ -163,29 +191,39 @@ def _formulas(
         inputs.amount_to_typical,
         inputs.local_hour,
         (xp.floor(local / 86400.0) + 3) % 7,  # 1970-01-01 was a Thursday; Monday = 0
-        flags[2],
+        flags.late_night,
         inputs.distance_km,
         raw["customer_age"],
         inputs.card_age_days,
-        inputs.card_age_days < NEW_CARD_DAYS,
+        known(inputs.card_age_days, inputs.card_age_days < NEW_CARD_DAYS),
         inputs.is_foreign,
         code,
         inputs.is_online,
         xp.log1p(raw["city_pop"]),
         noisy_or(flags),
+        *(raw[name] for name in HISTORY_FEATURES),
     ]
     return inputs, features, flags
 
 
 def numeric_columns(columns: Columns) -> dict[str, Any]:
-    """The numeric canonical columns: Python floats for one transaction, else float64
-    arrays (the formulas here and the business rules accept both)."""
+    """The numeric canonical columns and the history features: Python floats for one
+    transaction, else float64 arrays (the formulas here and the business rules accept both).
+    A missing profile value (None) is NaN; absent history columns are NaN (unknown)."""
     missing = [c for c in _NEEDED if c not in columns]
     if missing:
         raise FeatureSchemaMismatch(f"missing columns: {', '.join(missing)}")
-    if len(columns["amount"]) == 1:
-        return {name: float(_first(columns[name])) for name in _NUMERIC}
-    return {name: np.asarray(columns[name], dtype=np.float64) for name in _NUMERIC}
+    n = len(columns["amount"])
+    history = {h: columns[h] if h in columns else [math.nan] * n for h in HISTORY_FEATURES}
+    if n == 1:
+        one = {name: _float(_first(columns[name])) for name in _NUMERIC}
+        return one | {name: _float(_first(values)) for name, values in history.items()}
+    many = {name: np.asarray(columns[name], dtype=np.float64) for name in _NUMERIC}
+    return many | {name: np.asarray(values, dtype=np.float64) for name, values in history.items()}
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
 def derive(columns: Columns) -> Derived:
@@ -208,7 +246,9 @@ def derive(columns: Columns) -> Derived:
     values = np.empty((len(codes), len(INDICATORS)), dtype=np.float64)
     for k, quantity in enumerate(inputs.as_tuple()):
         values[:, k] = quantity
-    return Derived(matrix=out, fired=fired, values=values, risk_score=out[:, -1].copy())
+    return Derived(
+        matrix=out, fired=fired, values=values, risk_score=out[:, RISK_SCORE_COLUMN].copy()
+    )
 
 
 def _first(values: Any) -> Any:
@@ -224,8 +264,41 @@ def _derive_one(raw: dict[str, float], code: Any) -> Derived:
         matrix=matrix,
         fired=np.array([flags], dtype=np.bool_),
         values=np.array([inputs.as_tuple()], dtype=np.float64),
-        risk_score=matrix[:, -1].copy(),
+        risk_score=matrix[:, RISK_SCORE_COLUMN].copy(),
     )
+
+
+def history_events(columns: Mapping[str, Sequence[Any]]) -> list[Event]:
+    """The card-history events (`sproxxo.history`) of canonical columns."""
+    codes = category_codes(columns["merchant_category"]).tolist()
+    return [
+        Event(event_time_ms(t), to_cents(amount), code, float(lat), float(lon), str(key))
+        for t, amount, code, lat, lon, key in zip(
+            columns["epoch_seconds"],
+            columns["amount"],
+            codes,
+            columns["merch_lat"],
+            columns["merch_long"],
+            columns["transaction_id"],
+            strict=True,
+        )
+    ]
+
+
+def with_profiles(
+    transactions: Sequence[Transaction], profiles: Sequence[Profile | None]
+) -> Sequence[Transaction]:
+    """The transactions with their missing profile fields taken from the card's stored
+    profile, at each transaction's time (the same list when nothing was missing or known)."""
+    filled = list(transactions)
+    changed = False
+    for i, (tx, profile) in enumerate(zip(transactions, profiles, strict=True)):
+        gaps = [name for name in PROFILE_COLUMNS if getattr(tx, name) is None]
+        if gaps and profile is not None:
+            values = profile.fields_at(event_time_ms(tx.timestamp.timestamp()))
+            filled[i] = tx.model_copy(update={name: values[name] for name in gaps})
+            changed = True
+    return filled if changed else transactions
 
 
 def build_features(columns: Columns) -> FloatArray:
@@ -269,12 +342,17 @@ def transaction_body(row: Mapping[str, Any]) -> dict[str, Any]:
         "timestamp": datetime.fromtimestamp(int(row["epoch_seconds"]), tz=zone).isoformat(),
         "merchant_id": str(row["merchant_id"]),
         "merchant_category": str(row["merchant_category"]),
-        "lat": float(row["lat"]),
-        "long": float(row["long"]),
+        "lat": _optional(row["lat"], float),
+        "long": _optional(row["long"], float),
         "merch_lat": float(row["merch_lat"]),
         "merch_long": float(row["merch_long"]),
-        "card_age_days": int(row["card_age_days"]),
+        "card_age_days": _optional(row["card_age_days"], int),
         "is_foreign": bool(row["is_foreign"]),
-        "customer_age": int(row["customer_age"]),
-        "city_pop": int(row["city_pop"]),
+        "customer_age": _optional(row["customer_age"], int),
+        "city_pop": _optional(row["city_pop"], int),
     }
+
+
+def _optional(value: Any, kind: Callable[[Any], Any]) -> Any:
+    """A profile value, None when it is missing (None or NaN)."""
+    return None if value is None or value != value else kind(value)

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sproxxo.risk import INDICATOR_NAMES, INDICATORS
+from sproxxo.risk import INDICATORS
 from sproxxo.schemas import Decision, RuleViolation
 
 MAX_REASON_CODES: Final = 3
@@ -85,7 +85,7 @@ def _indicator_codes(mask: int) -> tuple[str, ...]:
     # Fired indicators by decreasing weight; ties keep `INDICATORS` order (stable sort).
     fired = [i for i in range(len(INDICATORS)) if mask >> i & 1]
     ranked = sorted(fired, key=lambda i: -INDICATORS[i].weight)
-    return tuple(f"RISK_{INDICATOR_NAMES[i].upper()}" for i in ranked)
+    return tuple(INDICATORS[i].reason_code for i in ranked)
 
 
 #: The codes after the rules' for every (probability band, fired-indicator bitmask).

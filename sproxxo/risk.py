@@ -13,8 +13,9 @@ learns the real interactions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,10 @@ NEW_CARD_DAYS: Final = 30
 FAR_FROM_HOME_KM: Final = 100.0
 UNUSUAL_AMOUNT_RATIO: Final = 4.0
 HIGH_RISK_SCORE: Final = 0.7
+#: Behavioural indicators (the card's own history, sproxxo.history): a burst of use, and an
+#: amount far above what the card usually spends.
+VELOCITY_TX_1H: Final = 3
+UNUSUAL_FOR_CARD_RATIO: Final = 5.0
 
 #: Typical (median) ticket per merchant category in USD, from the Sparkov data's shape.
 CATEGORY_TYPICAL_AMOUNT_USD: Final[dict[str, float]] = {
@@ -47,10 +52,16 @@ CATEGORY_TYPICAL_AMOUNT_USD: Final[dict[str, float]] = {
 
 @dataclass(frozen=True)
 class IndicatorSpec:
-    """Name and weight of one indicator."""
+    """Name, weight and reason code of one indicator."""
 
     name: str
     weight: float
+    code: str = ""
+
+    @property
+    def reason_code(self) -> str:
+        """The code a decision lists when this indicator fired."""
+        return self.code or f"RISK_{self.name.upper()}"
 
 
 INDICATORS: Final[tuple[IndicatorSpec, ...]] = (
@@ -61,6 +72,8 @@ INDICATORS: Final[tuple[IndicatorSpec, ...]] = (
     IndicatorSpec("new_card", 0.20),
     IndicatorSpec("foreign", 0.20),
     IndicatorSpec("online_category", 0.10),
+    IndicatorSpec("card_velocity_high", 0.30, "CARD_VELOCITY_HIGH"),
+    IndicatorSpec("amount_unusual_for_card", 0.30, "AMOUNT_UNUSUAL_FOR_CARD"),
 )
 INDICATOR_NAMES: Final = tuple(spec.name for spec in INDICATORS)
 _WEIGHTS: Final = np.array([spec.weight for spec in INDICATORS])
@@ -81,6 +94,8 @@ class IndicatorInputs:
     card_age_days: Any
     is_foreign: Any
     is_online: Any
+    card_tx_1h: Any
+    amount_to_card_mean: Any
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The quantities in `INDICATORS` order."""
@@ -92,55 +107,46 @@ class IndicatorInputs:
             self.card_age_days,
             self.is_foreign,
             self.is_online,
+            self.card_tx_1h,
+            self.amount_to_card_mean,
         )
 
 
-def indicator_flags(inputs: IndicatorInputs) -> tuple[Any, ...]:
-    """Each indicator's verdict, in `INDICATORS` order. Plain comparisons only, so the same
-    code serves numpy arrays (a batch) and Python floats (one transaction)."""
+class IndicatorFlags(NamedTuple):
+    """Each indicator's verdict (bools, or boolean arrays), in `INDICATORS` order."""
+
+    high_amount: Any
+    unusual_amount_for_category: Any
+    late_night: Any
+    far_from_home: Any
+    new_card: Any
+    foreign: Any
+    online_category: Any
+    card_velocity_high: Any
+    amount_unusual_for_card: Any
+
+
+def indicator_flags(inputs: IndicatorInputs) -> IndicatorFlags:
+    """Each indicator's verdict. Plain comparisons only, so the same code serves numpy
+    arrays (a batch) and Python floats (one transaction); a missing (NaN) quantity never
+    fires its indicator."""
     start, end = LATE_NIGHT_HOURS
-    return (
-        inputs.amount > HIGH_AMOUNT_USD,
-        inputs.amount_to_typical > UNUSUAL_AMOUNT_RATIO,
-        (inputs.local_hour >= start) & (inputs.local_hour < end),
-        inputs.distance_km > FAR_FROM_HOME_KM,
-        inputs.card_age_days < NEW_CARD_DAYS,
-        inputs.is_foreign > 0,
-        inputs.is_online > 0,
+    return IndicatorFlags(
+        high_amount=inputs.amount > HIGH_AMOUNT_USD,
+        unusual_amount_for_category=inputs.amount_to_typical > UNUSUAL_AMOUNT_RATIO,
+        late_night=(inputs.local_hour >= start) & (inputs.local_hour < end),
+        far_from_home=inputs.distance_km > FAR_FROM_HOME_KM,
+        new_card=inputs.card_age_days < NEW_CARD_DAYS,
+        foreign=inputs.is_foreign > 0,
+        online_category=inputs.is_online > 0,
+        card_velocity_high=inputs.card_tx_1h >= VELOCITY_TX_1H,
+        amount_unusual_for_card=inputs.amount_to_card_mean > UNUSUAL_FOR_CARD_RATIO,
     )
 
 
-def noisy_or(flags: tuple[Any, ...]) -> Any:
+def noisy_or(flags: Sequence[Any]) -> Any:
     """The risk score of a tuple of flags (arrays or bools): 1 - prod(1 - w_i * s_i)."""
     keep = 1.0
     for weight, flag in zip(_WEIGHTS.tolist(), flags, strict=True):
         keep = keep * (1.0 - weight * flag)
     return 1.0 - keep
-
-
-def fire_indicators(inputs: IndicatorInputs) -> BoolArray:
-    """Evaluate every indicator; returns an (n, len(INDICATORS)) boolean matrix."""
-    fired = np.empty((len(inputs.amount), len(INDICATORS)), dtype=np.bool_)
-    for k, flag in enumerate(indicator_flags(inputs)):
-        fired[:, k] = flag
-    return fired
-
-
-def indicator_values(inputs: IndicatorInputs) -> FloatArray:
-    """The measured value behind each indicator, same layout as `fire_indicators`."""
-    return np.column_stack(
-        [
-            inputs.amount,
-            inputs.amount_to_typical,
-            inputs.local_hour,
-            inputs.distance_km,
-            inputs.card_age_days,
-            inputs.is_foreign,
-            inputs.is_online,
-        ]
-    ).astype(np.float64)
-
-
-def risk_scores(fired: BoolArray) -> FloatArray:
-    """Noisy-OR of the fired indicators' weights (see module docstring)."""
-    return np.asarray(1.0 - np.prod(1.0 - _WEIGHTS * fired, axis=1), dtype=np.float64)

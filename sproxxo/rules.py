@@ -156,8 +156,3 @@ def find_violations(
     for i in np.flatnonzero(hits.any(axis=1)).tolist():
         found[i] = [RULES[k].violation(transactions[i]) for k in np.flatnonzero(hits[i])]
     return found
-
-
-def check_rules(tx: Transaction, *, now: datetime) -> list[RuleViolation]:
-    """Every business rule the transaction breaks, in rule order."""
-    return find_violations(columns_from_transactions([tx]), [tx], now=now)[0]

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -14,11 +14,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     WithJsonSchema,
     field_validator,
 )
 
-SCHEMA_VERSION = "1"
+#: 2: the card profile fields (home lat/long, card_age_days, customer_age, city_pop) are
+#: optional (filled from the card's stored profile, else missing), and the model sees the
+#: card's history (sproxxo.history).
+SCHEMA_VERSION = "2"
 
 #: Hard bounds: outside them a transaction is malformed (4xx), not merely suspicious.
 MAX_AMOUNT = Decimal("1000000")
@@ -134,14 +138,26 @@ class Transaction(BaseModel):
     )
     merchant_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
     merchant_category: MerchantCategory
-    lat: Coordinate = Field(ge=-90, le=90, description="Customer latitude")
-    long: Coordinate = Field(ge=-180, le=180, description="Customer longitude")
+    lat: Coordinate | None = Field(
+        default=None, ge=-90, le=90, description="Cardholder's home latitude (profile)"
+    )
+    long: Coordinate | None = Field(
+        default=None, ge=-180, le=180, description="Cardholder's home longitude (profile)"
+    )
     merch_lat: Coordinate = Field(ge=-90, le=90)
     merch_long: Coordinate = Field(ge=-180, le=180)
-    card_age_days: Count = Field(ge=0, le=36_500)
+    # Optional counts: the bounds go before the validator, inside the union's member; on
+    # the field (or after it) pydantic documents them as non-standard `ge`/`le` keys.
+    card_age_days: Annotated[int, Field(ge=0, le=36_500), BeforeValidator(_whole_number)] | None = (
+        Field(default=None, description="Days since issue (profile)")
+    )
     is_foreign: bool
-    customer_age: Count = Field(ge=0, le=120)
-    city_pop: Count = Field(ge=0, le=50_000_000)
+    customer_age: Annotated[int, Field(ge=0, le=120), BeforeValidator(_whole_number)] | None = (
+        Field(default=None, description="Cardholder's age in years (profile)")
+    )
+    city_pop: Annotated[int, Field(ge=0, le=50_000_000), BeforeValidator(_whole_number)] | None = (
+        Field(default=None, description="Home city population (profile)")
+    )
 
     @field_validator("card_id")
     @classmethod
@@ -180,14 +196,17 @@ class RuleViolation(BaseModel):
 
 
 class Indicator(BaseModel):
-    """One risk indicator: whether it fired, its weight and its share of the score."""
+    """One risk indicator: whether it fired, its weight in the noisy-OR score and the
+    quantity it looked at."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     fired: bool
     weight: float
-    value: float
+    value: float | None = Field(
+        description="the measured quantity; null when unknown (no card history or profile)"
+    )
 
 
 class RiskBreakdown(BaseModel):
@@ -197,6 +216,20 @@ class RiskBreakdown(BaseModel):
 
     score: float = Field(ge=0, le=1)
     indicators: list[Indicator]
+
+
+class HistorySummary(BaseModel):
+    """What the card did before this transaction (sproxxo.history), for a reviewer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tx_1h: int = Field(description="the card's transactions in the hour before")
+    tx_24h: int
+    amount_24h: float = Field(description="their amount, USD")
+    seconds_since_last: float | None = Field(description="null: the card's first")
+    amount_to_card_mean: float | None = Field(
+        description="this amount over the card's mean amount so far (null: no history)"
+    )
 
 
 class Assessment(BaseModel):
@@ -212,6 +245,10 @@ class Assessment(BaseModel):
     decision: Decision
     reason_codes: list[str]
     model_tag: str
+    history: HistorySummary | Literal["unavailable"] = Field(
+        description="the card's history, or `unavailable` when the store could not answer "
+        "(the model then scored with the history features missing)"
+    )
 
 
 class Prediction(Assessment):
@@ -247,3 +284,20 @@ class BatchResponse(BaseModel):
     refused: int
     latency_ms: float
     results: list[Assessment | BatchItemError]
+
+
+#: Transactions per batch request (the gateway's contract).
+MAX_BATCH_ITEMS: Final = 1000
+BatchItem = Annotated[Transaction | JsonValue, Field(union_mode="left_to_right")]
+
+
+class BatchRequest(BaseModel):
+    """A batch of 1 to `MAX_BATCH_ITEMS` transactions. An item is a `Transaction` when it
+    validates, else kept raw (left to right) and refused on its own: one bad item never
+    fails the batch."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"transactions": [EXAMPLE_TRANSACTION]}}
+    )
+
+    transactions: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)

@@ -11,19 +11,45 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from sproxxo.bundle import ModelBundle
-from sproxxo.features import Derived, columns_from_transactions, derive
-from sproxxo.policy import decide_all
+from sproxxo.features import FEATURE_NAMES, Derived, columns_from_transactions, derive
+from sproxxo.history import HISTORY_FEATURES
+from sproxxo.policy import Policy, decide_all
 from sproxxo.risk import INDICATORS
 from sproxxo.rules import find_violations
 from sproxxo.schemas import Decision, RuleViolation, Transaction
 
 _NAMES_WEIGHTS = [(spec.name, spec.weight) for spec in INDICATORS]
+_HISTORY_COLUMNS: Final = [
+    FEATURE_NAMES.index(name)
+    for name in (
+        "card_tx_1h",
+        "card_tx_24h",
+        "card_amount_24h",
+        "card_seconds_since_last",
+        "amount_to_card_mean",
+    )
+]
+
+
+class Model(Protocol):
+    """What scoring needs of a model: a tag, its decision policy and probabilities for a
+    feature matrix (`sproxxo.ml.bundle.ModelBundle` is one)."""
+
+    @property
+    def tag(self) -> str:
+        """The model's store tag (`name:version`)."""
+
+    @property
+    def policy(self) -> Policy:
+        """The thresholds chosen at training, travelling with the model."""
+
+    def predict_matrix(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Calibrated P(fraud) for each row of a `build_features` matrix."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +65,31 @@ class Scored:
     reasons: list[list[str]]
     model_tag: str
 
+    def history(self) -> list[dict[str, Any] | str]:
+        """The `history` block of each answer: the card's recent use, or `unavailable`
+        where the store could not answer (every history feature NaN)."""
+        h = self.derived.matrix[:, _HISTORY_COLUMNS]
+        missing = np.isnan(h[:, 0]).tolist()
+        rows = np.round(h, 3).tolist()
+        return [
+            "unavailable"
+            if gone
+            else {
+                "tx_1h": int(row[0]),
+                "tx_24h": int(row[1]),
+                "amount_24h": row[2],
+                "seconds_since_last": None if row[3] != row[3] else row[3],
+                "amount_to_card_mean": None if row[4] != row[4] else row[4],
+            }
+            for gone, row in zip(missing, rows, strict=True)
+        ]
+
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per transaction, with exactly `Assessment`'s fields."""
         n, k = self.derived.fired.shape
         # Every indicator entry in one flat pass, then k per transaction.
         flat = [
-            {"name": name, "fired": fired, "weight": weight, "value": value}
+            {"name": name, "fired": fired, "weight": weight, "value": _known(value)}
             for (name, weight), fired, value in zip(
                 _NAMES_WEIGHTS * n,
                 self.derived.fired.ravel().tolist(),
@@ -62,8 +107,9 @@ class Scored:
                 "decision": decision,  # a StrEnum: serialised as its value
                 "reason_codes": codes,
                 "model_tag": self.model_tag,
+                "history": history,
             }
-            for tx, broken, risk, start, p, decision, codes in zip(
+            for tx, broken, risk, start, p, decision, codes, history in zip(
                 self.transactions,
                 self.violations,
                 self.derived.risk_score.tolist(),
@@ -71,20 +117,37 @@ class Scored:
                 self.probabilities.tolist(),
                 self.decisions,
                 self.reasons,
+                self.history(),
                 strict=True,
             )
         ]
 
 
-def score(transactions: Sequence[Transaction], bundle: ModelBundle, *, now: datetime) -> Scored:
-    """Rules, features, one model call and the decision policy for validated transactions."""
-    columns = columns_from_transactions(transactions)
+def score(
+    transactions: Sequence[Transaction],
+    model: Model,
+    *,
+    now: datetime,
+    columns: dict[str, list[Any]] | None = None,
+    history: Sequence[Sequence[float]] | None = None,
+) -> Scored:
+    """Rules, features, one model call and the decision policy for validated transactions.
+
+    `columns`: their canonical columns if already made; `history`: each transaction's
+    history features (`sproxxo.history`, from the store), None scores them as unknown."""
+    columns = columns if columns is not None else columns_from_transactions(transactions)
+    if history is not None:
+        for k, name in enumerate(HISTORY_FEATURES):
+            columns[name] = [h[k] for h in history]
     derived = derive(columns)
-    probabilities = bundle.predict_matrix(derived.matrix)
+    probabilities = model.predict_matrix(derived.matrix)
     violations = find_violations(columns, transactions, now=now)
-    decisions, reasons = decide_all(
-        probabilities, derived.fired, violations, bundle.metadata.policy
-    )
+    decisions, reasons = decide_all(probabilities, derived.fired, violations, model.policy)
     return Scored(
-        transactions, columns, derived, probabilities, violations, decisions, reasons, bundle.tag
+        transactions, columns, derived, probabilities, violations, decisions, reasons, model.tag
     )
+
+
+def _known(value: float) -> float | None:
+    """None for a missing (NaN) quantity, which JSON cannot carry."""
+    return None if value != value else value

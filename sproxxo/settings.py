@@ -22,12 +22,18 @@ class Settings(BaseSettings):
     """Everything that changes the deployment, not the model (STYLE §4)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SPROXXO_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="SPROXXO_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
     )
 
     env: Literal["dev", "staging", "production"] = "dev"
     state_dir: Path = Path(".sproxxo")
-    model_name: str = "sproxxo-fraud"
+    # The two tools' own variables, read here like every other setting.
+    bentoml_home_dir: Path | None = Field(default=None, validation_alias="BENTOML_HOME")
+    mlflow_tracking_uri: str = Field(default="", validation_alias="MLFLOW_TRACKING_URI")
     model_tag: str = Field(default="", description="Pin a model version; empty = the champion.")
     admin_token: SecretStr = SecretStr(DEV_ADMIN_TOKEN)
     log_level: str = "INFO"
@@ -48,13 +54,24 @@ class Settings(BaseSettings):
     bigquery_project: str = ""
     bigquery_predictions_table: str = ""
 
+    history_url: str = Field(
+        default="",
+        description="Card-history store: empty = SQLite under the state folder, "
+        "sqlite:///file, redis://host:port/db, or none",
+    )
+    history_timeout_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Budget of one card-history store call; past it the transaction is "
+        "scored without history (never failed)",
+    )
     workers: int = Field(default=1, ge=1, le=8, description="BentoML worker processes")
     access_log: bool = Field(
         default=True,
         description="BentoML's per-request access log (Cloud Run logs every request itself)",
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    max_batch_items: int = Field(default=1000, ge=1)
     max_concurrency: int = Field(
         default=64,
         ge=1,
@@ -158,18 +175,29 @@ class Settings(BaseSettings):
 
     @property
     def bentoml_home(self) -> Path:
-        """BentoML store location used when BENTOML_HOME is not set."""
-        return self.state_dir / "bentoml"
+        """The BentoML model store: BENTOML_HOME, else under the state folder."""
+        return self.bentoml_home_dir or self.state_dir / "bentoml"
 
     @property
-    def mlflow_uri(self) -> str:
-        """Default MLflow tracking URI: a sqlite file under the state folder."""
-        return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+    def tracking_uri(self) -> str:
+        """MLflow's tracking URI: MLFLOW_TRACKING_URI, else a sqlite file under the state
+        folder (no server needed)."""
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path | None:
+        """Where a local (sqlite) tracker keeps artifacts instead of `./mlruns`."""
+        return self.state_dir / "mlartifacts" if self.tracking_uri.startswith("sqlite") else None
 
     @property
     def predictions_dir(self) -> Path:
         """Folder of the local prediction log."""
         return self.predlog_dir or self.state_dir / "predictions"
+
+    @property
+    def labels_dir(self) -> Path:
+        """Folder of the ingested delayed labels."""
+        return self.state_dir / "labels"
 
     @property
     def reports_dir(self) -> Path:

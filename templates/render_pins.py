@@ -1,7 +1,7 @@
 """Pins for a data-science project, generated from sproxxo's `uv.lock` (never typed by hand).
 
 The serving runtime refuses a model whose python/scikit-learn/numpy/scipy major.minor
-differ from its own (`sproxxo/versions.py`). A DS project therefore gets:
+differ from its own (`sproxxo/ml/versions.py`). A DS project therefore gets:
 
 * `requires-python`: the serving image's Python (`docker.python_version` in bentofile.yaml);
 * `dependencies`: the libraries the contract tracks plus what the sproxxo core imports,
@@ -39,8 +39,8 @@ TEST_TOOLS: Final = ("pytest",)
 
 def tracked_libraries(root: Path = ROOT) -> tuple[str, ...]:
     """The libraries of sproxxo's dependency contract (`PREDICTIVE + INFORMATIVE` in
-    `sproxxo/versions.py`), read without importing sproxxo."""
-    tree = ast.parse((root / "sproxxo/versions.py").read_text(encoding="utf-8"))
+    `sproxxo/ml/versions.py`), read without importing sproxxo."""
+    tree = ast.parse((root / "sproxxo/ml/versions.py").read_text(encoding="utf-8"))
     groups = {
         node.target.id: ast.literal_eval(node.value)
         for node in tree.body

@@ -7,8 +7,6 @@ bentoml or the service, so no test touches the developer's `.sproxxo/` state.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,45 +37,45 @@ TEST_ENV = {
 os.environ.update(TEST_ENV)
 
 
-def train_model(
-    env: dict[str, str],
-    *,
-    seed: int,
-    rows: int = 30_000,
-    max_iter: int = 60,
-    bootstrap: bool = False,
-) -> str:
-    """Run the training CLI in a subprocess; returns the printed tag."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training.train",
-            "--rows",
-            str(rows),
-            "--seed",
-            str(seed),
-            "--max-iter",
-            str(max_iter),
-            *(["--bootstrap"] if bootstrap else []),
-        ],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+def build_fixture_models(*, rows: int = 20_000, max_iter: int = 30) -> list[str]:
+    """Two small models made in process by the platform's own recipe (`train_candidate`)
+    and saved into the session's store, the first promoted (signed, champion) the way the
+    bootstrap does. No MLflow run: the training CLIs are tested in tests/cli/."""
+    from sproxxo.adapters import bentoml_store as store
+    from sproxxo.jobs.promote import promote_to_champion
+    from sproxxo.ml.signing import LocalKeySigner
+    from sproxxo.ml.training import train_candidate
+    from sproxxo.sources.synthetic import generate
+
+    tags = []
+    for seed in (11, 12):
+        candidate = train_candidate(
+            generate(rows, seed=seed), source="synthetic", params={"max_iter": max_iter}, seed=seed
+        )
+        tag, _ = store.save_model(
+            candidate.pipeline,
+            candidate.metadata,
+            candidate.reference,
+            labels={"source": "synthetic", "git_sha": "fixture"},
+        )
+        store.set_stage(tag, "challenger")
+        tags.append(tag)
+    promote_to_champion(
+        tags[0],
+        mlflow_version="",
+        tracking_uri="",
+        signer=LocalKeySigner(SESSION_STATE / "state" / "keys"),
+        promoted_by="bootstrap",
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout.strip().splitlines()[-1]
+    return tags
 
 
 @pytest.fixture(scope="session")
 def model_tags() -> list[str]:
-    """Two small models trained into the session store; the first is the (signed) champion.
+    """Two small models in the session store; the first is the (signed) champion.
 
     Every server started afterwards verifies model signatures with the session's key."""
-    tags = [train_model(TEST_ENV, seed=11, bootstrap=True), train_model(TEST_ENV, seed=12)]
+    tags = build_fixture_models()
     public = SESSION_STATE / "state" / "keys" / "model-signing.pub"
     os.environ["SPROXXO_MODEL_VERIFY_KEY"] = public.read_text()
     return tags
@@ -93,3 +91,14 @@ def transaction() -> dict[str, Any]:
 def session_state() -> Iterator[Path]:
     """The session's temporary state folder."""
     return SESSION_STATE
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `redis-server` on a free loopback port for the session (`.ci/run` installs
+    Debian's package); tests use their own key prefixes or databases."""
+    from load.procs import redis_answers, redis_server
+
+    server = redis_server(tmp_path_factory.mktemp("redis")).start(timeout=30, ready=redis_answers)
+    yield f"redis://127.0.0.1:{server.port}/0"
+    server.stop()

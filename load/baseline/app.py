@@ -28,8 +28,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from sproxxo.bundle import ModelBundle
 from sproxxo.features import columns_from_transactions
+from sproxxo.ml.bundle import ModelBundle
 from sproxxo.schemas import Transaction
 
 MODE = os.environ.get("SPROXXO_BASELINE_MODE", "async")
@@ -39,7 +39,7 @@ _state: dict[str, ModelBundle] = {}
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     """Load the model once per worker, at start-up (never at import)."""
-    from sproxxo.store import load_model
+    from sproxxo.adapters.bentoml_store import load_model
 
     _state["bundle"] = load_model(os.environ.get("SPROXXO_BASELINE_MODEL", "latest"))
     yield

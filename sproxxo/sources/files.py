@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -27,6 +28,8 @@ SPARKOV_COLUMNS: Final = (
 )  # fmt: skip
 PII_COLUMNS: Final = ("cc_num", "first", "last", "street", "gender", "job", "zip", "city", "dob")
 DEFAULT_TOKEN_KEY: Final = DEV_CARD_TOKEN_KEY.encode()
+PART_DATA: Final = "data"
+PART_HISTORY: Final = "history"
 
 
 #: Hex digits mapped to letters: a token never contains a digit run that looks like a PAN.
@@ -65,6 +68,37 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def load_file(path: Path, *, token_key: bytes = DEFAULT_TOKEN_KEY) -> pd.DataFrame:
     """A file in either supported layout, as canonical columns plus `is_fraud`."""
+    frame, _ = load_files([path], token_key=token_key)
+    return frame
+
+
+def load_files(
+    paths: Sequence[Path], *, history: Sequence[Path] = (), token_key: bytes = DEFAULT_TOKEN_KEY
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The data files and the history files (which only warm the cards' state), as
+    canonical frames. In the Sparkov layout a card's age counts from the first time the
+    card is seen in any of them, so a later test file does not restart every card as new."""
+    raws = [_raw(p).assign(_part=PART_HISTORY) for p in history]
+    raws += [_raw(p).assign(_part=PART_DATA) for p in paths]
+    sparkov = {"trans_date_trans_time" in raw.columns for raw in raws}
+    if len(sparkov) > 1:
+        raise DataSourceError("the files mix the Sparkov and the canonical layout")
+    raw = pd.concat(raws, ignore_index=True)
+    origin = ", ".join(str(p) for p in (*history, *paths))
+    if sparkov.pop():
+        frame = from_sparkov(raw, token_key=token_key)
+    else:
+        missing = [c for c in (*CANONICAL_COLUMNS, LABEL_COLUMN) if c not in raw.columns]
+        if missing:
+            raise DataSourceError(f"{origin}: missing columns {missing} (canonical layout)")
+        frame = raw[[*CANONICAL_COLUMNS, LABEL_COLUMN, "_part"]].copy()
+    frame = check_frame(frame, origin=origin)
+    data = frame[frame["_part"] == PART_DATA].drop(columns="_part").reset_index(drop=True)
+    warm = frame[frame["_part"] == PART_HISTORY].drop(columns="_part").reset_index(drop=True)
+    return data, (warm if history else None)
+
+
+def _raw(path: Path) -> pd.DataFrame:
     raw = read_table(path)
     raw = raw.drop(columns=[c for c in raw.columns if str(c).startswith("Unnamed")])
     if "trans_date_trans_time" in raw.columns:
@@ -72,13 +106,7 @@ def load_file(path: Path, *, token_key: bytes = DEFAULT_TOKEN_KEY) -> pd.DataFra
         missing += [c for c in ("cc_num", "dob") if c not in raw.columns]
         if missing:
             raise DataSourceError(f"{path}: Sparkov layout is missing columns: {missing}")
-        frame = from_sparkov(raw, token_key=token_key)
-    else:
-        missing = [c for c in (*CANONICAL_COLUMNS, LABEL_COLUMN) if c not in raw.columns]
-        if missing:
-            raise DataSourceError(f"{path}: missing columns {missing} (canonical layout)")
-        frame = raw[[*CANONICAL_COLUMNS, LABEL_COLUMN]].copy()
-    return check_frame(frame, origin=str(path))
+    return raw
 
 
 def from_sparkov(raw: pd.DataFrame, *, token_key: bytes = DEFAULT_TOKEN_KEY) -> pd.DataFrame:
@@ -113,6 +141,8 @@ def from_sparkov(raw: pd.DataFrame, *, token_key: bytes = DEFAULT_TOKEN_KEY) -> 
             LABEL_COLUMN: raw["is_fraud"].astype(np.int64),
         }
     )
+    if "_part" in raw.columns:
+        frame["_part"] = raw["_part"].to_numpy()
     return frame.sort_values("epoch_seconds", kind="stable").reset_index(drop=True)
 
 

@@ -65,8 +65,8 @@ def import_from_repo(name: str) -> Any:
 
 @pytest.fixture(scope="module")
 def service_config() -> dict[str, Any]:
-    """SERVICE_CONFIG from the repository's service.py."""
-    return import_from_repo("service").SERVICE_CONFIG
+    """The configuration the repository's service.py gives BentoML."""
+    return dict(import_from_repo("service").FraudScorer.config)
 
 
 def run_deploy_sh(
@@ -460,3 +460,26 @@ def test_deploy_sh_check_without_url_judges_by_logs_only(
     assert 'resource.labels.revision_name="sproxxo-fraud-00042-abc"' in calls
     assert 'resource.labels.service_name="sproxxo-fraud"' in calls
     assert not recording_server.seen
+
+
+def test_service_yaml_shares_one_card_history_store(
+    template: dict[str, Any], container: dict[str, Any], env: dict[str, dict[str, Any]]
+) -> None:
+    """Every instance must see the same card: the history store is Memorystore (from its
+    secret: the URL carries the AUTH string), reached over Direct VPC egress, with its
+    server CA mounted, and a store budget the Settings accept. Never the per-instance
+    SQLite default, which Cloud Run would silently give each instance."""
+    assert env["SPROXXO_HISTORY_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "sproxxo-history-url",
+        "key": "latest",
+    }
+    annotations = template["metadata"]["annotations"]
+    assert annotations["run.googleapis.com/vpc-access-egress"] == "private-ranges-only"
+    assert "network-interfaces" in " ".join(annotations)
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v["secret"]["secretName"] for v in template["spec"]["volumes"]}
+    assert volumes["memorystore-ca"] == "sproxxo-memorystore-ca"
+    assert mounts["memorystore-ca"] == "/secrets/memorystore"
+    settings = import_from_repo("sproxxo.settings").Settings
+    budget = float(env["SPROXXO_HISTORY_TIMEOUT_SECONDS"]["value"])
+    assert settings(history_timeout_seconds=budget).history_timeout_seconds == budget

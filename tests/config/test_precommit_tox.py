@@ -161,7 +161,7 @@ def test_tox_passes_deployment_env(tox: configparser.ConfigParser) -> None:
     ("env", "fragments"),
     [
         ("lint", ["pre-commit run --all-files"]),
-        ("typing", ["mypy"]),
+        ("typing", ["mypy", "lint-imports"]),
         ("unit", ["pytest", '-m "not integration and not slow"']),
         ("integration", ["pytest", "-m integration"]),
         (
@@ -186,3 +186,18 @@ def test_tox_coverage_floor_matches_pyproject(
     match = re.search(r"--cov-fail-under=(\d+)", tox["testenv:coverage"]["commands"])
     assert match
     assert int(match[1]) == pyproject["tool"]["coverage"]["report"]["fail_under"]
+
+
+def test_make_targets_call_the_tox_envs() -> None:
+    """Test runs are defined once: the Makefile's targets call tox envs, never pytest."""
+    makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    for target, env in (
+        ("test", "coverage"),
+        ("test-unit", "unit"),
+        ("test-integration", "integration"),
+        ("lint", "lint"),
+        ("typing", "typing"),
+    ):
+        recipe = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+        assert f"tox -e {env}" in recipe, target
+    assert "pytest" not in makefile

@@ -23,16 +23,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sproxxo.errors import DataSourceError
-from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN
-from sproxxo.predlog import chunk_of
-from sproxxo.sources.bigquery import (
+from sproxxo.adapters.bigquery import (
     SOURCE_COLUMNS,
     BigQueryPredictionSink,
     load_bigquery,
     make_client,
     to_json_value,
 )
+from sproxxo.errors import DataSourceError
+from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN
+from sproxxo.records import chunk_of
 from sproxxo.sources.synthetic import generate
 
 PROJECT = "sproxxo-test"
@@ -311,12 +311,12 @@ def test_prediction_log_schema_takes_real_chunks_and_reads_back_without_syntheti
 ) -> None:
     """The service's own chunks (features, reason codes, http_status, synthetic) stream into
     a table made from PREDICTION_LOG_SCHEMA; monitoring's read skips synthetic rows."""
+    from sproxxo.adapters.bigquery import read_predictions
     from sproxxo.features import columns_from_transactions, derive
-    from sproxxo.predlog import PREDICTION_LOG_SCHEMA, log_chunk
+    from sproxxo.records import PREDICTION_LOG_SCHEMA, log_chunk
     from sproxxo.schemas import Decision, Transaction
     from sproxxo.scoring import Scored
     from sproxxo.serving.recording import stamped
-    from sproxxo.sources.bigquery import read_predictions
     from tests.helpers import make_transaction
 
     table = f"{DATASET}.prediction_log"

@@ -12,9 +12,9 @@ import pytest
 from pydantic import ValidationError
 
 from sproxxo.errors import DataSourceError
-from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN, build_features
+from sproxxo.features import CANONICAL_COLUMNS, FEATURE_NAMES, LABEL_COLUMN, build_features
+from sproxxo.jobs.data import DataSpec, load
 from sproxxo.schemas import EXAMPLE_TRANSACTION, Transaction
-from sproxxo.sources import load_source
 from sproxxo.sources.files import DEFAULT_TOKEN_KEY, load_file, tokenize
 from sproxxo.sources.synthetic import generate
 
@@ -154,7 +154,7 @@ def test_load_file_sparkov_canonical_layout(sparkov_csv: Path) -> None:
     assert frame[LABEL_COLUMN].tolist() == [0, 0, 0, 1]
     assert (frame["utc_offset_minutes"] == 0).all()
     assert (frame["currency"] == "USD").all()
-    assert build_features(frame).shape == (4, 14)
+    assert build_features(frame).shape == (4, len(FEATURE_NAMES))
 
 
 def test_load_file_sparkov_keeps_local_wall_clock(sparkov_csv: Path) -> None:
@@ -219,7 +219,7 @@ def test_load_file_canonical_parquet_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "canonical.parquet"
     frame.assign(extra_column=1).to_parquet(path, index=False)
     pd.testing.assert_frame_equal(load_file(path), frame)
-    assert len(load_source("file", path=str(path))) == 500
+    assert len(load(DataSpec("file", path=str(path)), token_key=DEFAULT_TOKEN_KEY)) == 500
 
 
 def test_load_file_canonical_csv(tmp_path: Path) -> None:
@@ -314,10 +314,10 @@ def test_load_file_sparkov_bad_dob_refused(tmp_path: Path) -> None:
         load_file(path)
 
 
-def test_load_source_file_needs_path() -> None:
+def test_load_file_needs_path() -> None:
     """The file source without a path is a clear DataSourceError."""
     with pytest.raises(DataSourceError, match="--path"):
-        load_source("file")
+        load(DataSpec("file"), token_key=DEFAULT_TOKEN_KEY)
 
 
 def test_tokenize_card_tokens_pass_no_pan_rule() -> None:
@@ -332,3 +332,29 @@ def test_tokenize_card_tokens_pass_no_pan_rule() -> None:
         except ValidationError:
             refused.append(token)
     assert refused == []
+
+
+def test_history_file_warms_card_age_and_history_but_is_not_data(tmp_path: Path) -> None:
+    """`--history older.csv`: the older file's rows are not in the data, yet card A's age
+    counts from its first row there, and its history features see those rows."""
+    from sproxxo.ml.training import add_history
+    from sproxxo.sources.files import load_files
+
+    rows = _sparkov_rows()  # A Jan 3, A Jan 1, B Jan 2, A Jan 11
+    older, newer = tmp_path / "older.csv", tmp_path / "newer.csv"
+    pd.DataFrame(rows[:2]).to_csv(older, index=False)
+    pd.DataFrame(rows[2:]).to_csv(newer, index=False)
+    alone, none = load_files([newer])
+    data, warm = load_files([newer], history=[older])
+    assert none is None
+    assert warm is not None
+    assert len(data) == 2
+    assert len(warm) == 2
+    assert alone["card_age_days"].tolist() == [0, 0]  # every card new in a file alone
+    assert data["card_age_days"].tolist() == [0, 10]  # A: from Jan 1 in the older file
+    cold, warmed = add_history(alone), add_history(data, warm)
+    assert np.isnan(cold["card_mean_amount"]).all()
+    assert np.isnan(warmed["card_mean_amount"].iloc[0])  # B has no history anywhere
+    assert warmed["card_mean_amount"].iloc[1] == pytest.approx((4.97 + 107.23) / 2)
+    assert warmed["card_seconds_since_last"].iloc[1] == 7 * 86_400 + 12 * 3600 + 59 * 60 + 42
+    assert warmed["card_tx_7d"].tolist() == [0.0, 0.0]  # Jan 3 is over 7 days before

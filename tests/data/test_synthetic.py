@@ -10,9 +10,15 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN, build_features, transaction_body
+from sproxxo.features import (
+    BASE_FEATURES,
+    CANONICAL_COLUMNS,
+    LABEL_COLUMN,
+    build_features,
+    transaction_body,
+)
+from sproxxo.jobs.data import DataSpec, load
 from sproxxo.schemas import CATEGORIES, Transaction
-from sproxxo.sources import load_source
 from sproxxo.sources.files import check_frame
 from sproxxo.sources.synthetic import DEFAULT_START, generate
 
@@ -116,10 +122,10 @@ def test_generate_rows_validate_as_transactions(frame: pd.DataFrame) -> None:
     assert failures == []
 
 
-def test_load_source_synthetic_matches_generate() -> None:
-    """load_source('synthetic') is generate() with the given rows and seed."""
+def test_load_synthetic_matches_generate() -> None:
+    """load(DataSpec('synthetic')) is generate() with the given rows and seed."""
     pd.testing.assert_frame_equal(
-        load_source("synthetic", rows=2_000, seed=3), generate(2_000, seed=3)
+        load(DataSpec("synthetic", rows=2_000, seed=3), token_key=b"k"), generate(2_000, seed=3)
     )
 
 
@@ -135,4 +141,6 @@ def test_generate_tiny_frame_keeps_contract() -> None:
     tiny = generate(10, seed=1)
     assert len(tiny) == 10
     assert {c: str(t) for c, t in tiny.dtypes.items()} == EXPECTED_DTYPES
-    assert np.isfinite(build_features(tiny)).all()
+    matrix = build_features(tiny)
+    assert np.isfinite(matrix[:, : len(BASE_FEATURES)]).all()
+    assert np.isnan(matrix[:, len(BASE_FEATURES) :]).all()  # no history asked for

@@ -20,7 +20,7 @@ def server_state(tmp_path_factory: pytest.TempPathFactory, session_state: Path) 
 @pytest.fixture(scope="module")
 def server(model_tags: list[str], server_state: Path) -> Iterator[Server]:
     """A running service over the session's trained models."""
-    srv = Server(
+    srv = Server.bentoml(
         env={"SPROXXO_STATE_DIR": str(server_state), "SPROXXO_PREDLOG_FLUSH_SECONDS": "0.2"},
         log_path=server_state / "server.log",
     )

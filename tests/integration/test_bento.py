@@ -76,8 +76,8 @@ def test_requirements_check_catches_drift() -> None:
 
 def test_built_bento_serves_a_prediction(bento_tag: str, tmp_path: Path) -> None:
     """`bentoml serve <bento tag>` answers /predict with the shipped model."""
-    srv = Server(
-        target=bento_tag, env={"SPROXXO_STATE_DIR": str(tmp_path)}, log_path=tmp_path / "server.log"
+    srv = Server.bentoml(
+        bento_tag, env={"SPROXXO_STATE_DIR": str(tmp_path)}, log_path=tmp_path / "server.log"
     )
     srv.start()
     try:

@@ -22,7 +22,7 @@ def test_schemathesis_all_checks_pass(
     """Zero 5xx, every response documented and schema-valid, valid data accepted."""
     home = tmp_path / "bentoml"  # the fuzzer may activate and delete models: use a copy
     shutil.copytree(session_state / "bentoml" / "models", home / "models")
-    srv = Server(
+    srv = Server.bentoml(
         env={"BENTOML_HOME": str(home), "SPROXXO_STATE_DIR": str(tmp_path / "state")},
         log_path=tmp_path / "server.log",
     ).start()

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from sproxxo.predlog import read_log
+from sproxxo.adapters.logfiles import read_log
 from tests.helpers import ADMIN_TOKEN, make_transaction
 from tests.integration.server import Server, events_in
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def loud(model_tags: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server logging at INFO, with its own state and log file."""
     state = tmp_path_factory.mktemp("loud")
-    srv = Server(
+    srv = Server.bentoml(
         env={
             "SPROXXO_STATE_DIR": str(state),
             "SPROXXO_LOG_LEVEL": "INFO",
@@ -211,7 +211,7 @@ def test_startup_never_falls_back_to_an_unapproved_model(
     champion = model_tags[0]
     pkl = home / "models" / "sproxxo-fraud" / champion.split(":")[1] / "pipeline.pkl"
     pkl.write_bytes(pkl.read_bytes()[:1000])
-    srv = Server(
+    srv = Server.bentoml(
         env={"BENTOML_HOME": str(home), "SPROXXO_STATE_DIR": str(tmp_path / "state")},
         log_path=tmp_path / "server.log",
     ).start(probe="/livez")
@@ -232,7 +232,7 @@ def test_startup_never_falls_back_to_an_unapproved_model(
 def test_answer_over_budget_is_recorded_as_504(model_tags: list[str], tmp_path: Path) -> None:
     """A request scored but answered 504 (the budget ran out before the answer) leaves its
     records, marked http_status 504; answered ones are marked 200."""
-    srv = Server(
+    srv = Server.bentoml(
         env={
             "SPROXXO_STATE_DIR": str(tmp_path),
             "SPROXXO_REQUEST_TIMEOUT_SECONDS": "0.5",
@@ -264,7 +264,7 @@ def test_failing_sink_records_reach_the_dead_letter_and_replay(
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the log folder should be")
     state = tmp_path / "state"
-    srv = Server(
+    srv = Server.bentoml(
         env={
             "SPROXXO_STATE_DIR": str(state),
             "SPROXXO_PREDLOG_DIR": str(blocker / "predictions"),

@@ -14,7 +14,9 @@ import orjson
 import pytest
 import yaml
 
-from sproxxo.predlog import read_log
+from sproxxo.adapters.logfiles import read_log
+from sproxxo.ml.bundle import sha256_file
+from sproxxo.serving.activation import ACTIVE_FILE, write_active
 from tests.helpers import ADMIN_TOKEN, make_transaction
 from tests.integration.server import HeldUpload, Server
 
@@ -71,7 +73,7 @@ class Load:
 
 
 def _server(state: Path, **env: str) -> Server:
-    return Server(
+    return Server.bentoml(
         env={"SPROXXO_STATE_DIR": str(state), "SPROXXO_PREDLOG_FLUSH_SECONDS": "0.2", **env},
         log_path=state / "server.log",
     )
@@ -231,11 +233,27 @@ def test_scoring_over_budget_answers_504(model_tags: list[str], tmp_path: Path) 
     assert batch.status_code == 504, batch.text
 
 
-def _corrupt(model_dir: Path, how: str) -> None:
-    meta_path = model_dir / "model.yaml"
+#: How a copy of a stored model is damaged, and what its refusal must name.
+DAMAGE = {
+    "truncated": "sha256",  # a pickle cut short
+    "checksum": "sha256",  # a manifest checksum that no longer matches
+    "no_metadata": "metadata",  # no manifest at all
+    "libraries": "scikit-learn",  # trained on another scikit-learn
+    "resigned": "does not verify",  # the signed champion's checksum rewritten to match
+}
+
+
+def _damaged_copy(models: Path, source: str, how: str) -> str:
+    """Copy a stored model under a new version and damage it; returns the new tag."""
+    version = f"damaged{how.replace('_', '')}"
+    folder = models / "sproxxo-fraud" / version
+    shutil.copytree(models / "sproxxo-fraud" / source.split(":")[1], folder)
+    meta_path = folder / "model.yaml"
     info: dict[str, Any] = yaml.safe_load(meta_path.read_text())
+    info["version"] = version
+    info["labels"]["stage"] = "candidate"  # a copy of the champion is not the champion
     if how == "truncated":
-        pkl = model_dir / "pipeline.pkl"
+        pkl = folder / "pipeline.pkl"
         pkl.write_bytes(pkl.read_bytes()[:1000])
     elif how == "checksum":
         info["metadata"]["checksums"]["pipeline.pkl"] = "0" * 64
@@ -243,53 +261,52 @@ def _corrupt(model_dir: Path, how: str) -> None:
         info["metadata"] = {}
     elif how == "libraries":
         info["metadata"]["libraries"]["scikit-learn"] = "0.24.2"
+    elif how == "resigned":  # an attacker swaps the pickle and fixes its checksum
+        pkl = folder / "pipeline.pkl"
+        pkl.write_bytes(pkl.read_bytes() + b"evil")
+        info["metadata"]["checksums"]["pipeline.pkl"] = sha256_file(pkl)
     meta_path.write_text(yaml.safe_dump(info))
+    return f"sproxxo-fraud:{version}"
 
 
-@pytest.fixture
-def private_store(model_tags: list[str], tmp_path: Path, session_state: Path) -> Path:
-    """A copy of the session's model store that a test may damage."""
+def test_damaged_models_are_refused_at_activation_and_startup(
+    model_tags: list[str], tmp_path: Path, session_state: Path
+) -> None:
+    """Each kind of tampering is refused with a reason naming it (409 at activation, a
+    refusal in /health at start-up); the champion keeps serving throughout."""
+    good, other = model_tags
     home = tmp_path / "bentoml"
     shutil.copytree(session_state / "bentoml" / "models", home / "models")
-    return home
-
-
-@pytest.mark.parametrize(
-    ("how", "reason"),
-    [
-        ("truncated", "sha256"),
-        ("checksum", "sha256"),
-        ("no_metadata", "metadata"),
-        ("libraries", "scikit-learn"),
-    ],
-)
-def test_damaged_model_is_refused_at_activation_and_startup(
-    model_tags: list[str], private_store: Path, tmp_path: Path, how: str, reason: str
-) -> None:
-    """A tampered model is refused with a clear reason; the previous model keeps serving."""
-    good, bad = model_tags
-    bad_dir = private_store / "models" / "sproxxo-fraud" / bad.split(":")[1]
-    _corrupt(bad_dir, how)
+    damaged = {
+        how: _damaged_copy(home / "models", good if how == "resigned" else other, how)
+        for how in DAMAGE
+    }
     state = tmp_path / "state"
-    srv = _server(state, BENTOML_HOME=str(private_store)).start()
+    srv = _server(state, BENTOML_HOME=str(home)).start()
     try:
-        r = httpx.post(f"{srv.url}/models/{bad.split(':')[1]}/activate", headers=AUTH, timeout=30)
-        assert r.status_code == 409, r.text
-        assert reason in r.json()["detail"]
-        assert (
-            httpx.post(f"{srv.url}/predict", json=make_transaction(), timeout=5).json()["model_tag"]
-            == good
-        )
+        with httpx.Client(base_url=srv.url, timeout=30) as http:
+            answers = {
+                how: http.post(f"/models/{tag.split(':')[1]}/activate", headers=AUTH)
+                for how, tag in damaged.items()
+            }
+            served = http.post("/predict", json=make_transaction()).json()["model_tag"]
     finally:
         srv.stop()
-    (state / "active-model.json").write_text(f'{{"tag": "{bad}"}}')
-    again = _server(state, BENTOML_HOME=str(private_store)).start()
+    for how, answer in answers.items():
+        assert answer.status_code == 409, (how, answer.text)
+        assert DAMAGE[how] in answer.json()["detail"], (how, answer.text)
+    assert served == good
+    # Start-up: a pinned and a persisted damaged model are both refused, with reasons.
+    write_active(state / ACTIVE_FILE, damaged["resigned"])
+    again = _server(state, BENTOML_HOME=str(home), SPROXXO_MODEL_TAG=damaged["truncated"]).start()
     try:
         health = httpx.get(f"{again.url}/health", timeout=5).json()
     finally:
         again.stop()
     assert health["model"] == good
-    assert any(r["tag"] == bad and reason in r["reason"] for r in health["refusals"])
+    refused = {r["tag"]: r["reason"] for r in health["refusals"]}
+    assert "sha256" in refused[damaged["truncated"]]
+    assert "does not verify" in refused[damaged["resigned"]]
 
 
 def test_unwritable_prediction_log_never_fails_requests(
@@ -305,7 +322,6 @@ def test_unwritable_prediction_log_never_fails_requests(
         SPROXXO_STATE_DIR=str(blocker / "state"),
         SPROXXO_PREDLOG_RETRY_SECONDS="[0.01]",
     )
-    srv.log_path = tmp_path / "server.log"
     srv.start()
     try:
         with httpx.Client(base_url=srv.url, timeout=5) as http:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sproxxo.predlog import read_log
+from sproxxo.adapters.logfiles import read_log
 from tests.helpers import ADMIN_TOKEN, make_transaction
 from tests.integration.server import Server
 
@@ -145,7 +145,7 @@ def test_server_prediction_log_complete_after_sigterm(
     model_tags: list[str], tmp_path: Path
 ) -> None:
     """Every accepted prediction is in the log after a clean stop (SIGTERM, exit 0)."""
-    srv = Server(env={"SPROXXO_STATE_DIR": str(tmp_path)}, log_path=tmp_path / "server.log")
+    srv = Server.bentoml(env={"SPROXXO_STATE_DIR": str(tmp_path)}, log_path=tmp_path / "server.log")
     srv.start()
     ids = []
     try:

@@ -56,7 +56,7 @@ def load_server(
 ) -> Iterator[Server]:
     """A real service over the session's models, with its own state folder."""
     state = tmp_path_factory.mktemp("load-state")
-    srv = Server(env={"SPROXXO_STATE_DIR": str(state)}, log_path=state / "server.log")
+    srv = Server.bentoml(env={"SPROXXO_STATE_DIR": str(state)}, log_path=state / "server.log")
     srv.start()
     yield srv
     srv.stop()

@@ -12,8 +12,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from sproxxo.features import LABEL_COLUMN, columns_from_transactions
-from sproxxo.forest import compile_model
-from sproxxo.model import fit_pipeline, fraud_probability, time_split
+from sproxxo.ml.compiled_trees import compile_model
+from sproxxo.ml.training import fit_pipeline, fraud_probability, time_split
 from sproxxo.schemas import Transaction
 from sproxxo.sources.synthetic import generate
 

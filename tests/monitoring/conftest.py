@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sproxxo.drift import DriftSummary, drift_summary
+from sproxxo.adapters.evidently import DriftSummary, drift_summary
 from tests.monitoring.logs import current_frame, reference_frame, write_log, write_model_dir
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sproxxo.adapters.logfiles import FileSink
 from sproxxo.features import FEATURE_NAMES, derive
-from sproxxo.predlog import FileSink, chunk_of
+from sproxxo.records import chunk_of
 from sproxxo.sources.synthetic import generate
 
 POPULATION_ROWS = 40_000

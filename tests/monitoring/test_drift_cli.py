@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from monitoring import drift
-from monitoring.common import run_cli
-from sproxxo.cli import EXIT_DATA, EXIT_DRIFT, EXIT_EMPTY, EXIT_MODEL, EXIT_OK
+from sproxxo.errors import EXIT_DATA, EXIT_DRIFT, EXIT_EMPTY, EXIT_MODEL, EXIT_OK
+from sproxxo.jobs import drift as drift_job
+from sproxxo.jobs.cli import run as run_cli
 from tests.monitoring.logs import current_frame, write_log, write_model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,10 +52,10 @@ def test_drift_cli_writes_html_json_and_textfile(
         check=False,
     )
     assert result.returncode == EXIT_OK, result.stderr[-2000:]
-    summary = json.loads((out / drift.SUMMARY_FILE).read_text())
+    summary = json.loads((out / drift_job.SUMMARY_FILE).read_text())
     assert summary["drifted_features"] == []
     assert summary["current_rows"] == 5_000
-    assert (out / drift.HTML_FILE).stat().st_size > 100_000
+    assert (out / drift_job.HTML_FILE).stat().st_size > 100_000
     assert "Traceback" not in result.stderr
 
 
@@ -64,7 +65,7 @@ def test_drift_cli_textfile_holds_exactly_the_exported_names(
     """drift.prom defines the metric names listed in exported_metrics.txt, no others."""
     out = tmp_path / "out"
     assert cli("--model-dir", model_dir, "--log-dir", steady_log, *DAY, "--out", out) == 0
-    text = (out / drift.TEXTFILE).read_text()
+    text = (out / drift_job.TEXTFILE).read_text()
     written = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
     listed = {
         line.strip()
@@ -81,10 +82,10 @@ def test_drift_cli_exits_7_on_a_shifted_window(
     write_log(current_frame(seed=4, shifted=True), log_dir)
     out = tmp_path / "out"
     assert cli("--model-dir", model_dir, "--log-dir", log_dir, *DAY, "--out", out) == EXIT_DRIFT
-    summary = json.loads((out / drift.SUMMARY_FILE).read_text())
+    summary = json.loads((out / drift_job.SUMMARY_FILE).read_text())
     assert summary["drift_detected"] is True
     assert 'sproxxo_drift_detected{model_version="unknown"} 1.0' in (
-        (out / drift.TEXTFILE).read_text()
+        (out / drift_job.TEXTFILE).read_text()
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sproxxo.drift import drift_report
+from sproxxo.adapters.evidently import drift_report
 from tests.monitoring.logs import current_frame
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from monitoring import labels, performance
-from monitoring.common import run_cli
-from sproxxo.cli import EXIT_DATA, EXIT_EMPTY, EXIT_OK
+from sproxxo.errors import EXIT_DATA, EXIT_EMPTY, EXIT_OK
+from sproxxo.jobs import labels as labels_job
+from sproxxo.jobs import performance as performance_job
+from sproxxo.jobs.cli import run as run_cli
 from tests.monitoring.logs import draw, log_frame, write_log
 
 ROWS = 2_000
@@ -60,7 +62,7 @@ def test_labels_ingest_stores_joined_parquet(
     """Ingest joins each label to its prediction and counts the unmatched ones."""
     log_dir, path = labelled_log
     assert ingest(log_dir, path, tmp_path / "labels") == EXIT_OK
-    stored = labels.read_labels(tmp_path / "labels")
+    stored = labels_job.read_labels(tmp_path / "labels")
     assert len(stored) == 1_500
     assert {"logged_at", "fraud_probability", "decision", "is_fraud"} <= set(stored.columns)
     assert "10 without a logged prediction" in capsys.readouterr().out
@@ -109,13 +111,13 @@ def test_performance_reports_by_day_with_label_delay(
         ],
     )
     assert code == EXIT_OK
-    report = json.loads((out / performance.JSON_FILE).read_text())
+    report = json.loads((out / performance_job.JSON_FILE).read_text())
     assert sorted(report["by_day"]) == ["2026-03-01", "2026-03-02"]
     assert report["overall"]["rows"] == 1_500
     assert report["overall"]["frauds"] > 0
     assert report["overall"]["average_precision"] is not None
     assert 24.0 < report["label_delay_hours"]["median"] < 24.0 + 1_500 / 60
-    assert (out / performance.HTML_FILE).stat().st_size > 10_000
+    assert (out / performance_job.HTML_FILE).stat().st_size > 10_000
 
 
 def test_performance_exits_empty_without_labels(tmp_path: Path) -> None:
@@ -131,7 +133,7 @@ def test_performance_leaves_precision_empty_without_flags() -> None:
     frame = pd.DataFrame(
         {"is_fraud": [0, 1], "decision": ["approve", "approve"], "fraud_probability": [0.1, 0.2]}
     )
-    result = performance.performance(frame)
+    result = performance_job.performance(frame)
     assert result.precision is None
     assert result.recall == 0.0
     assert result.average_precision == pytest.approx(1.0)

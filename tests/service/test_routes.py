@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from sproxxo.schemas import MAX_BATCH_ITEMS
 from tests.helpers import ADMIN_TOKEN, make_transaction
 
 
@@ -140,9 +141,8 @@ def test_predict_batch_scores_in_order_and_isolates_bad_items(client: TestClient
 
 def test_predict_batch_size_limit_is_400(client: TestClient) -> None:
     """More items than the documented limit is a 400 naming `transactions`."""
-    import service
 
-    n = service.SETTINGS.max_batch_items + 1
+    n = MAX_BATCH_ITEMS + 1
     r = client.post("/predict_batch", json={"transactions": [{}] * n})
     assert r.status_code == 400
     assert r.json()["detail"][0]["loc"] == ["transactions"]

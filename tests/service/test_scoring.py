@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from sproxxo import store
+from sproxxo.adapters import bentoml_store as store
 from sproxxo.schemas import Assessment, Transaction
 from sproxxo.scoring import score
 from tests.helpers import make_transaction

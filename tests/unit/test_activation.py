@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from sproxxo import activation
-from sproxxo.activation import ActiveModel, read_active, startup_candidates, write_active
-from sproxxo.bundle import ModelBundle
-from sproxxo.errors import ModelUnavailable
+from sproxxo.errors import ModelUnavailable, StateNotPersisted
+from sproxxo.ml.bundle import ModelBundle
+from sproxxo.serving import activation
+from sproxxo.serving.activation import ActiveModel, read_active, startup_candidates, write_active
 
 GOOD = (
     "sproxxo-fraud:pinned",
@@ -37,15 +37,12 @@ class FakeLoader:
 
 
 @pytest.fixture
-def fake_store(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    """A store whose champion and model list the test controls."""
+def fake_store() -> SimpleNamespace:
+    """A store whose champion and model list the test controls (the champion is given to
+    the slot as a callable, as the service does with the BentoML store's)."""
     state = SimpleNamespace(
         champion="sproxxo-fraud:champ",
         models=["sproxxo-fraud:newest", "sproxxo-fraud:champ", "sproxxo-fraud:older"],
-    )
-    monkeypatch.setattr(activation.store, "champion_tag", lambda: state.champion)
-    monkeypatch.setattr(
-        activation.store, "list_models", lambda: [SimpleNamespace(tag=t) for t in state.models]
     )
     return state
 
@@ -63,7 +60,10 @@ def test_startup_candidates_are_only_pinned_persisted_shipped_champion(
     store (an unevaluated candidate or a retired model must not serve by default)."""
     write_active(active_file, "sproxxo-fraud:persisted")
     assert startup_candidates(
-        "sproxxo-fraud:pinned", active_file, shipped="sproxxo-fraud:champ"
+        "sproxxo-fraud:pinned",
+        active_file,
+        shipped="sproxxo-fraud:champ",
+        champion=fake_store.champion,
     ) == [
         "sproxxo-fraud:pinned",
         "sproxxo-fraud:persisted",
@@ -71,7 +71,7 @@ def test_startup_candidates_are_only_pinned_persisted_shipped_champion(
     ]
     fake_store.champion = None
     active_file.unlink()
-    assert startup_candidates("", active_file) == []
+    assert startup_candidates("", active_file, champion=fake_store.champion) == []
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_active_model_start_prefers_pinned_then_persisted_then_champion(
     """start() serves the pinned tag, else the persisted one, else the champion."""
     if persisted:
         write_active(active_file, persisted)
-    model = ActiveModel(active_file, loader=FakeLoader())
+    model = ActiveModel(active_file, champion=lambda: fake_store.champion, loader=FakeLoader())
     bundle = model.start(pinned)
     assert bundle is not None
     assert bundle.tag == expected
@@ -108,7 +108,9 @@ def test_active_model_start_skips_bad_candidates_but_never_falls_back_to_the_sto
     write_active(active_file, "sproxxo-fraud:persisted")
     loader = FakeLoader(bad={"sproxxo-fraud:pinned", "sproxxo-fraud:persisted"})
     events: list[str] = []
-    model = ActiveModel(active_file, loader=loader, on_event=events.append)
+    model = ActiveModel(
+        active_file, champion=lambda: fake_store.champion, loader=loader, on_event=events.append
+    )
     bundle = model.start("sproxxo-fraud:pinned")
     assert bundle is not None
     assert bundle.tag == "sproxxo-fraud:champ"
@@ -116,7 +118,7 @@ def test_active_model_start_skips_bad_candidates_but_never_falls_back_to_the_sto
     assert all("sha256" in r.reason for r in model.refusals)
     assert events == ["refused", "refused", "load"]
     loader.bad.add("sproxxo-fraud:champ")
-    again = ActiveModel(active_file, loader=loader)
+    again = ActiveModel(active_file, champion=lambda: fake_store.champion, loader=loader)
     assert again.start("sproxxo-fraud:pinned") is None
     assert "sproxxo-fraud:newest" not in loader.loaded
     assert "sproxxo-fraud:older" not in loader.loaded
@@ -127,12 +129,14 @@ def test_active_model_start_with_nothing_servable(
 ) -> None:
     """When every allowed candidate is refused, start() returns None and records each
     refusal; with no candidate at all, the refusal says so."""
-    model = ActiveModel(active_file, loader=FakeLoader(bad=set(GOOD)))
+    model = ActiveModel(
+        active_file, champion=lambda: fake_store.champion, loader=FakeLoader(bad=set(GOOD))
+    )
     assert model.start("") is None
     assert model.bundle is None
     assert [r.tag for r in model.refusals] == ["sproxxo-fraud:champ"]
     fake_store.champion = None
-    empty = ActiveModel(active_file, loader=FakeLoader())
+    empty = ActiveModel(active_file, champion=lambda: fake_store.champion, loader=FakeLoader())
     assert empty.start("") is None
     assert "no pinned, persisted, shipped or champion model" in empty.refusals[0].reason
 
@@ -142,7 +146,12 @@ def test_active_model_activate_persists_and_swaps(
 ) -> None:
     """activate() loads, swaps, persists the tag and returns the new and previous bundles."""
     events: list[str] = []
-    model = ActiveModel(active_file, loader=FakeLoader(), on_event=events.append)
+    model = ActiveModel(
+        active_file,
+        champion=lambda: fake_store.champion,
+        loader=FakeLoader(),
+        on_event=events.append,
+    )
     old = model.start("")
     new, previous = model.activate("sproxxo-fraud:newest")
     assert previous is old
@@ -150,7 +159,7 @@ def test_active_model_activate_persists_and_swaps(
     assert new.tag == "sproxxo-fraud:newest"
     assert read_active(active_file) == "sproxxo-fraud:newest"
     assert events[-1] == "swap"
-    restarted = ActiveModel(active_file, loader=FakeLoader())
+    restarted = ActiveModel(active_file, champion=lambda: fake_store.champion, loader=FakeLoader())
     assert restarted.start("").tag == "sproxxo-fraud:newest"  # type: ignore[union-attr]
 
 
@@ -158,7 +167,7 @@ def test_active_model_refused_activation_keeps_old_bundle(
     fake_store: SimpleNamespace, active_file: Path
 ) -> None:
     """A refused activation raises, keeps serving the old bundle and leaves the file alone."""
-    model = ActiveModel(active_file, loader=FakeLoader())
+    model = ActiveModel(active_file, champion=lambda: fake_store.champion, loader=FakeLoader())
     model.activate("sproxxo-fraud:champ")
     old = model.bundle
     with pytest.raises(ModelUnavailable, match="sha256"):
@@ -180,10 +189,10 @@ def test_active_model_refresh_follows_other_writer(
     fake_store: SimpleNamespace, active_file: Path
 ) -> None:
     """refresh() notices another worker's activation in the shared file and swaps to it."""
-    model = ActiveModel(active_file, loader=FakeLoader())
+    model = ActiveModel(active_file, champion=lambda: fake_store.champion, loader=FakeLoader())
     model.start("")
     assert model.bundle.tag == "sproxxo-fraud:champ"  # type: ignore[union-attr]
-    other = ActiveModel(active_file, loader=FakeLoader())
+    other = ActiveModel(active_file, champion=lambda: fake_store.champion, loader=FakeLoader())
     other.activate("sproxxo-fraud:older")
     assert _followed(model.refresh())
     assert model.bundle.tag == "sproxxo-fraud:older"  # type: ignore[union-attr]
@@ -194,7 +203,7 @@ def test_active_model_refresh_ignores_own_activation(
 ) -> None:
     """A worker's own activation does not trigger a reload on refresh."""
     loader = FakeLoader()
-    model = ActiveModel(active_file, loader=loader)
+    model = ActiveModel(active_file, champion=lambda: fake_store.champion, loader=loader)
     model.activate("sproxxo-fraud:newest")
     loads = len(loader.loaded)
     assert model.refresh() is None
@@ -205,7 +214,7 @@ def test_active_model_refresh_refused_tag_keeps_bundle(
     fake_store: SimpleNamespace, active_file: Path
 ) -> None:
     """A persisted tag that fails verification is refused by refresh; the old bundle serves."""
-    model = ActiveModel(active_file, loader=FakeLoader())
+    model = ActiveModel(active_file, champion=lambda: fake_store.champion, loader=FakeLoader())
     model.start("")
     old = model.bundle
     write_active(active_file, "sproxxo-fraud:tampered")
@@ -221,7 +230,7 @@ def test_active_model_refresh_checks_at_most_once_per_second(
     clock = SimpleNamespace(now=1000.0)
     monkeypatch.setattr(activation.time, "monotonic", lambda: clock.now)
     loader = FakeLoader()
-    model = ActiveModel(active_file, loader=loader)
+    model = ActiveModel(active_file, champion=lambda: fake_store.champion, loader=loader)
     model.start("")
     model.refresh()  # first check: nothing written yet
     write_active(active_file, "sproxxo-fraud:older")
@@ -272,9 +281,11 @@ def test_follower_that_loaded_an_older_model_never_installs_it(
     """A catch-up load that started before a newer activation does not install the older
     model afterwards: the worker stays on what the file names."""
     loader = BlockingLoader(slow="sproxxo-fraud:older")
-    model = ActiveModel(active_file, loader=loader)
+    model = ActiveModel(active_file, champion=lambda: fake_store.champion, loader=loader)
     model.start("")
-    ActiveModel(active_file, loader=FakeLoader()).activate("sproxxo-fraud:older")  # worker 2
+    ActiveModel(active_file, champion=lambda: fake_store.champion, loader=FakeLoader()).activate(
+        "sproxxo-fraud:older"
+    )  # worker 2
     follower = model.refresh()
     assert follower is not None
     assert loader.entered.wait(30)  # the follower is inside its (slow) load of "older"
@@ -292,10 +303,12 @@ def test_activation_that_cannot_be_persisted_switches_nothing(
     (persist first, then switch)."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the state folder should be")
-    model = ActiveModel(blocker / activation.ACTIVE_FILE, loader=FakeLoader())
+    model = ActiveModel(
+        blocker / activation.ACTIVE_FILE, champion=lambda: fake_store.champion, loader=FakeLoader()
+    )
     model.start("")
     before = model.bundle
-    with pytest.raises(OSError):
+    with pytest.raises(StateNotPersisted):
         model.activate("sproxxo-fraud:newest")
     assert model.bundle is before
 
@@ -308,12 +321,13 @@ def test_swap_callback_gets_new_and_previous_bundles(
     swaps: list[tuple[str, str | None]] = []
     model = ActiveModel(
         active_file,
+        champion=lambda: fake_store.champion,
         loader=FakeLoader(),
         on_swap=lambda new, old: swaps.append((new.tag, old.tag if old else None)),
     )
     model.start("")
     model.activate("sproxxo-fraud:newest")
-    other = ActiveModel(active_file, loader=FakeLoader())
+    other = ActiveModel(active_file, champion=lambda: fake_store.champion, loader=FakeLoader())
     other.activate("sproxxo-fraud:older")
     follower = model.refresh()
     assert follower is not None

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sproxxo.batching import MicroBatcher
+from sproxxo.serving.batching import MicroBatcher
 
 
 class Recorder:

@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sproxxo import bundle as bundle_module
-from sproxxo.bundle import (
+from sproxxo.errors import ModelUnavailable
+from sproxxo.features import FEATURE_NAMES, build_features
+from sproxxo.ml import bundle as bundle_module
+from sproxxo.ml.bundle import (
     MANIFEST_FILE,
     PIPELINE_FILE,
     REFERENCE_FILE,
@@ -25,12 +27,10 @@ from sproxxo.bundle import (
     verify_bundle,
     write_bundle,
 )
-from sproxxo.errors import ModelUnavailable
-from sproxxo.features import FEATURE_NAMES, build_features
-from sproxxo.model import fit_pipeline, fraud_probability, time_split
+from sproxxo.ml.training import fit_pipeline, fraud_probability, time_split
+from sproxxo.ml.versions import runtime_versions
 from sproxxo.policy import Policy
 from sproxxo.sources.synthetic import generate
-from sproxxo.versions import runtime_versions
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_load_bundle_serves_through_sklearn_when_compiled_trees_disagree(
 
     monkeypatch.setattr(bundle_module, "compile_model", skewed)
     directory, done = written
-    with caplog.at_level("WARNING", logger="sproxxo.bundle"):
+    with caplog.at_level("WARNING", logger="sproxxo.ml.bundle"):
         loaded = load_bundle(directory, done, tag="sproxxo-fraud:skewed")
     assert loaded.compiled is None
     assert "serving through sklearn" in caplog.text
@@ -201,7 +201,7 @@ def test_load_bundle_tolerates_informative_library_difference(
     """A different pandas version is logged but the bundle loads."""
     directory, done = written
     libraries = {**done.libraries, "pandas": "1.0.0"}
-    with caplog.at_level("WARNING", logger="sproxxo.bundle"):
+    with caplog.at_level("WARNING", logger="sproxxo.ml.bundle"):
         loaded = load_bundle(directory, done.model_copy(update={"libraries": libraries}))
     assert loaded.compiled is not None
     assert "pandas: trained with 1.0.0" in caplog.text

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sproxxo.bundle import ModelBundle
 from sproxxo.features import FEATURE_NAMES, build_features
-from sproxxo.forest import CompiledModel, compile_model
-from sproxxo.model import fit_pipeline, time_split
+from sproxxo.ml.bundle import ModelBundle
+from sproxxo.ml.compiled_trees import CompiledModel, compile_model
+from sproxxo.ml.training import add_history, fit_pipeline, time_split
 from sproxxo.sources.synthetic import generate
 
 TOLERANCE = 1e-6
@@ -19,7 +19,7 @@ TOLERANCE = 1e-6
 @pytest.fixture(scope="module")
 def fitted() -> dict[str, Any]:
     """A small pipeline fitted on synthetic data, its compiled model and held-out features."""
-    train, validation, test = time_split(generate(30_000, seed=5))
+    train, validation, test = time_split(add_history(generate(30_000, seed=5)))
     pipeline = fit_pipeline(train, validation, params={"max_iter": 60}, seed=0)
     matrix = build_features(test)
     return {"pipeline": pipeline, "compiled": compile_model(pipeline[-1]), "matrix": matrix}
@@ -110,7 +110,7 @@ def test_compile_model_refuses_separately_fitted_calibrators(fitted: dict[str, A
 
     from sproxxo.sources.synthetic import generate as gen
 
-    frame = gen(4000, seed=9)
+    frame = add_history(gen(4000, seed=9))
     x, y = build_features(frame), frame["is_fraud"].to_numpy()
     calibrated = CalibratedClassifierCV(
         HistGradientBoostingClassifier(max_iter=3), method="sigmoid", cv=2
@@ -125,7 +125,7 @@ def test_kernel_compiles_without_a_writable_cache(
     """Where numba has nowhere to cache (read-only install), the kernel still compiles."""
     import numba
 
-    from sproxxo import forest
+    from sproxxo.ml import compiled_trees as forest
 
     real_njit = numba.njit
 
@@ -147,7 +147,7 @@ def test_kernel_compiles_without_a_writable_cache(
 @pytest.mark.parametrize("z", [-800.0, -30.0, 0.0, 2.5, 709.0, 710.0, 5000.0])
 def test_one_row_sigmoid_equals_the_array_formula(z: float) -> None:
     """The scalar calibration of one row gives numpy's value, overflow included."""
-    from sproxxo.forest import _sigmoid_tail
+    from sproxxo.ml.compiled_trees import _sigmoid_tail
 
     with np.errstate(over="ignore"):
         expected = float((1.0 / (1.0 + np.exp(np.array([z]))))[0])

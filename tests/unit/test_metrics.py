@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from sproxxo.metrics import PROBABILITY_BUCKETS, observe_many
+from sproxxo.adapters.prometheus import PROBABILITY_BUCKETS, observe_many
 
 
 def _samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:

@@ -15,22 +15,12 @@ import numpy as np
 import orjson
 import pytest
 
+from sproxxo.adapters.logfiles import FileSink, read_log, replay_dead_letter
 from sproxxo.features import FEATURE_NAMES, columns_from_transactions, derive
-from sproxxo.predlog import (
-    MAX_BATCH,
-    Chunk,
-    FileSink,
-    PredictionLog,
-    Record,
-    chunk_of,
-    local_isoformat,
-    log_chunk,
-    read_log,
-    records_of,
-    replay_dead_letter,
-)
+from sproxxo.records import Chunk, Record, chunk_of, local_isoformat, log_chunk, records_of
 from sproxxo.schemas import EXAMPLE_TRANSACTION, Decision, RuleViolation, Transaction
 from sproxxo.scoring import Scored
+from sproxxo.serving.predlog import MAX_BATCH, PredictionLog
 
 T0 = datetime(2026, 3, 1, 10, 15, tzinfo=UTC)
 
@@ -307,7 +297,9 @@ def test_log_chunk_has_no_card_token(tmp_path: Path) -> None:
     assert record["amount"] == float(tx.amount)
     assert record["fraud_probability"] == 0.42
     assert record["risk_score"] == scored.derived.risk_score[0]
-    assert [record[name] for name in FEATURE_NAMES] == scored.derived.matrix[0].tolist()
+    np.testing.assert_array_equal(  # NaN (no card history here) reads back as NaN
+        [record[name] for name in FEATURE_NAMES], scored.derived.matrix[0]
+    )
     assert datetime.fromisoformat(record["logged_at"]).tzinfo is not None
 
 
@@ -412,3 +404,19 @@ def test_prediction_log_close_honours_timeout_with_stuck_sink() -> None:
     closer.join(5.0)
     assert returned
     assert outcome == [False]
+
+
+def test_read_log_chunks_with_and_without_history_share_float_columns(tmp_path: Path) -> None:
+    """One chunk of cards without history (its history features all null, its profile
+    fields absent) and one with: read back as float64 columns with NaN, no pandas warning
+    about concatenating all-null columns (warnings are errors here)."""
+    with_history = {**_record(1), "card_tx_1h": 2.0, "city_pop": 1000, "lat": 19.4}
+    without = {**_record(2), "card_tx_1h": None, "city_pop": None, "lat": None}
+    FileSink(tmp_path).write([_chunk(without), _chunk(with_history)])
+    frame = read_log(tmp_path).sort_values("transaction_id").reset_index(drop=True)
+    assert frame["card_tx_1h"].dtype == np.float64
+    assert frame["card_tx_1h"].tolist()[0] == 2.0
+    assert np.isnan(frame["card_tx_1h"][1])
+    assert frame["city_pop"].tolist()[0] == 1000
+    assert frame["city_pop"].isna()[1]
+    assert list(frame.columns)[:3] == ["transaction_id", "logged_at", "decision"]

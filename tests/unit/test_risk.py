@@ -1,4 +1,7 @@
-"""Risk indicators fire at their documented thresholds; the score is their noisy-OR."""
+"""Risk indicators fire at their documented thresholds; the score is their noisy-OR.
+
+Tested through what `sproxxo.features.derive` calls: `indicator_flags` and `noisy_or`, on
+arrays (a batch) and on floats (one transaction)."""
 
 from __future__ import annotations
 
@@ -8,14 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sproxxo.risk import (
-    INDICATOR_NAMES,
-    INDICATORS,
-    IndicatorInputs,
-    fire_indicators,
-    indicator_values,
-    risk_scores,
-)
+from sproxxo.risk import INDICATOR_NAMES, INDICATORS, IndicatorInputs, indicator_flags, noisy_or
 
 NEUTRAL: dict[str, float] = {
     "amount": 50.0,
@@ -25,6 +21,8 @@ NEUTRAL: dict[str, float] = {
     "card_age_days": 400.0,
     "is_foreign": 0.0,
     "is_online": 0.0,
+    "card_tx_1h": 0.0,
+    "amount_to_card_mean": 1.0,
 }
 WEIGHT = {spec.name: spec.weight for spec in INDICATORS}
 
@@ -35,11 +33,13 @@ def _inputs(**overrides: float) -> IndicatorInputs:
 
 
 def _fired(**overrides: float) -> set[str]:
-    row = fire_indicators(_inputs(**overrides))[0]
-    return {name for name, on in zip(INDICATOR_NAMES, row, strict=True) if on}
+    flags = indicator_flags(_inputs(**overrides))
+    one = indicator_flags(IndicatorInputs(**{**NEUTRAL, **overrides}))  # the float path
+    assert [bool(f[0]) for f in flags] == [bool(f) for f in one]
+    return {name for name, on in zip(INDICATOR_NAMES, flags, strict=True) if on[0]}
 
 
-def test_fire_indicators_neutral_transaction_fires_nothing() -> None:
+def test_indicator_flags_neutral_transaction_fires_nothing() -> None:
     """A daytime, local, typical purchase on an old card fires no indicator."""
     assert _fired() == set()
 
@@ -64,46 +64,61 @@ def test_fire_indicators_neutral_transaction_fires_nothing() -> None:
         ("is_foreign", 0.0, "foreign", False),
         ("is_online", 1.0, "online_category", True),
         ("is_online", 0.0, "online_category", False),
+        ("card_tx_1h", 2.0, "card_velocity_high", False),
+        ("card_tx_1h", 3.0, "card_velocity_high", True),
+        ("amount_to_card_mean", 5.0, "amount_unusual_for_card", False),
+        ("amount_to_card_mean", 5.001, "amount_unusual_for_card", True),
     ],
 )
-def test_fire_indicators_threshold_boundary(
+def test_indicator_flags_threshold_boundary(
     field: str, value: float, indicator: str, fires: bool
 ) -> None:
     """Each indicator fires on its own, exactly on the documented side of its threshold."""
     assert _fired(**{field: value}) == ({indicator} if fires else set())
 
 
-def test_indicator_values_follow_indicator_layout() -> None:
-    """indicator_values has one column per indicator holding the measured quantity."""
-    values = indicator_values(_inputs(amount=700.0, local_hour=3.0))
-    assert values.shape == (1, len(INDICATORS))
-    assert values[0, INDICATOR_NAMES.index("high_amount")] == 700.0
-    assert values[0, INDICATOR_NAMES.index("late_night")] == 3.0
+@pytest.mark.parametrize("field", list(NEUTRAL))
+def test_a_missing_quantity_never_fires(field: str) -> None:
+    """NaN (a card with no history, a store that did not answer) fires nothing."""
+    assert _fired(**{field: float("nan")}) == set()
+
+
+def test_indicator_flags_are_named_in_indicator_order() -> None:
+    """The flags are a named tuple in `INDICATORS` order (no positional indices needed)."""
+    flags = indicator_flags(_inputs(amount=700.0, local_hour=3.0))
+    assert flags._fields == INDICATOR_NAMES
+    assert bool(flags.high_amount[0])
+    assert bool(flags.late_night[0])
 
 
 def _row(*names: str) -> np.ndarray:
     return np.array([[name in names for name in INDICATOR_NAMES]])
 
 
-def test_risk_scores_zero_when_nothing_fires() -> None:
+def risk_scores(fired: np.ndarray) -> np.ndarray:
+    """noisy_or over the columns of a fired-indicator matrix (one row per transaction)."""
+    return np.asarray(noisy_or(tuple(fired[:, k] for k in range(fired.shape[1]))), dtype=float)
+
+
+def test_noisy_or_zero_when_nothing_fires() -> None:
     """No fired indicator gives a risk score of exactly 0."""
     assert risk_scores(_row())[0] == 0.0
 
 
 @pytest.mark.parametrize("name", INDICATOR_NAMES)
-def test_risk_scores_single_indicator_equals_its_weight(name: str) -> None:
+def test_noisy_or_single_indicator_equals_its_weight(name: str) -> None:
     """One indicator alone contributes exactly its weight."""
     assert risk_scores(_row(name))[0] == pytest.approx(WEIGHT[name], abs=1e-12)
 
 
 @pytest.mark.parametrize(("a", "b"), list(itertools.combinations(INDICATOR_NAMES, 2)))
-def test_risk_scores_two_indicators_combine_by_noisy_or(a: str, b: str) -> None:
+def test_noisy_or_two_indicators_combine_by_noisy_or(a: str, b: str) -> None:
     """Two indicators give 1 - (1 - w1)(1 - w2)."""
     expected = 1 - (1 - WEIGHT[a]) * (1 - WEIGHT[b])
     assert risk_scores(_row(a, b))[0] == pytest.approx(expected, abs=1e-12)
 
 
-def test_risk_scores_all_fired_bounded_by_one() -> None:
+def test_noisy_or_all_fired_bounded_by_one() -> None:
     """Every indicator firing gives the full noisy-OR, which stays within [0, 1]."""
     score = risk_scores(_row(*INDICATOR_NAMES))[0]
     expected = 1 - np.prod([1 - spec.weight for spec in INDICATORS])
@@ -111,7 +126,7 @@ def test_risk_scores_all_fired_bounded_by_one() -> None:
     assert 0.0 <= score <= 1.0
 
 
-def test_risk_scores_monotone_in_fired_indicators() -> None:
+def test_noisy_or_monotone_in_fired_indicators() -> None:
     """Adding a fired indicator never lowers the score, and always raises it."""
     combos = np.array(list(itertools.product([False, True], repeat=len(INDICATORS))))
     scores = risk_scores(combos)
@@ -126,7 +141,7 @@ def test_risk_scores_monotone_in_fired_indicators() -> None:
                 assert lookup[more] > score
 
 
-def test_risk_scores_vectorised_rows_are_independent() -> None:
+def test_noisy_or_vectorised_rows_are_independent() -> None:
     """Each row of the indicator matrix is scored on its own."""
     fired = np.vstack([_row(), _row("foreign"), _row("high_amount", "late_night")])
     expected = [

@@ -1,4 +1,5 @@
-"""Business rules: each one fires exactly past its boundary, and `check_rules` keeps rule order."""
+"""Business rules: each one fires exactly past its boundary; `find_violations` (what scoring
+calls) keeps rule order, one transaction or a batch."""
 
 from __future__ import annotations
 
@@ -14,14 +15,13 @@ from sproxxo.rules import (
     RULES,
     amount_over_limit,
     card_older_than_customer,
-    check_rules,
     customer_age_implausible,
     find_violations,
     null_island,
     timestamp_in_future,
     timestamp_stale,
 )
-from sproxxo.schemas import EXAMPLE_TRANSACTION, Transaction
+from sproxxo.schemas import EXAMPLE_TRANSACTION, RuleViolation, Transaction
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -35,6 +35,11 @@ def _tx(**overrides: Any) -> Transaction:
 
 def _at(delta: timedelta) -> str:
     return (NOW + delta).isoformat()
+
+
+def check_rules(tx: Transaction, *, now: datetime) -> list[RuleViolation]:
+    """The violations of one transaction, through the production path for one."""
+    return find_violations(columns_from_transactions([tx]), [tx], now=now)[0]
 
 
 def test_tx_helper_breaks_no_rule() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from sproxxo.features import PROFILE_COLUMNS
 from sproxxo.schemas import EXAMPLE_TRANSACTION, Transaction
 
 
@@ -152,10 +153,19 @@ def test_transaction_accepts_timestamp_inside_range(timestamp: str) -> None:
 
 def test_transaction_reports_missing_field() -> None:
     """A missing required field is reported with loc = the field and type missing."""
-    body = {k: v for k, v in EXAMPLE_TRANSACTION.items() if k != "city_pop"}
+    body = {k: v for k, v in EXAMPLE_TRANSACTION.items() if k != "merch_lat"}
     with pytest.raises(ValidationError) as info:
         Transaction.model_validate_json(json.dumps(body))
-    assert [(e["loc"], e["type"]) for e in info.value.errors()] == [(("city_pop",), "missing")]
+    assert [(e["loc"], e["type"]) for e in info.value.errors()] == [(("merch_lat",), "missing")]
+
+
+@pytest.mark.parametrize("field", PROFILE_COLUMNS)
+def test_transaction_profile_fields_are_optional(field: str) -> None:
+    """The card profile (home, holder's age, city population, card age) may be left out:
+    a real authorisation does not carry it; the service reads it from the card store."""
+    body = {k: v for k, v in EXAMPLE_TRANSACTION.items() if k != field}
+    tx = Transaction.model_validate_json(json.dumps(body))
+    assert getattr(tx, field) is None
 
 
 def test_transaction_is_frozen() -> None:
@@ -163,3 +173,21 @@ def test_transaction_is_frozen() -> None:
     tx = Transaction.model_validate_json(json.dumps(EXAMPLE_TRANSACTION))
     with pytest.raises(ValidationError):
         tx.amount = Decimal("1.00")  # type: ignore[misc]
+
+
+def test_documented_schemas_use_only_json_schema_bound_keywords() -> None:
+    """Bounds are documented as minimum/maximum: pydantic writes the non-standard `ge`/`le`
+    for a constrained optional field with a validator, which clients and fuzzers ignore."""
+    from sproxxo.schemas import BatchRequest, Transaction
+
+    def keys(node: object) -> set[str]:
+        if isinstance(node, dict):
+            return set(node) | {k for v in node.values() for k in keys(v)}
+        if isinstance(node, list):
+            return {k for v in node for k in keys(v)}
+        return set()
+
+    for model in (Transaction, BatchRequest):
+        found = keys(model.model_json_schema())
+        assert found & {"ge", "le", "gt", "lt"} == set(), model.__name__
+        assert "minimum" in found

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sproxxo.errors import ModelUnavailable
-from sproxxo.signing import (
+from sproxxo.ml.signing import (
     LocalKeySigner,
     check_signature,
     dev_verify_key,

@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from sproxxo.versions import TRACKED, check_contract, runtime_versions
+from sproxxo.ml.versions import TRACKED, check_contract, runtime_versions
 
 RUNTIME = {
     "python": "3.11.9",

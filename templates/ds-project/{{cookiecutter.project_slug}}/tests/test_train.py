@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sproxxo import store
-from sproxxo.bundle import BundleMetadata, verify_bundle
-from sproxxo.versions import runtime_versions
+from sproxxo.adapters import bentoml_store as store
+from sproxxo.ml.bundle import BundleMetadata, verify_bundle
+from sproxxo.ml.versions import runtime_versions
 
 from {{ cookiecutter.package_name }} import train
 

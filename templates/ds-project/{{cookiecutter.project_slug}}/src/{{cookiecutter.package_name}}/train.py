@@ -2,10 +2,11 @@
 
     uv run --env-file .env python -m {{ cookiecutter.package_name }}.train --rows 200000
 
-The model lands as `sproxxo-fraud` through `sproxxo.store.save_model`, in the same bundle
-format as the platform's `training/train.py` (pipeline, metadata with library versions,
-reference sample), labelled `stage=candidate` and `team={{ cookiecutter.team }}`. Promotion
-stays the platform's gate (`training/promote.py`). Prints the new tag on the last line.
+The model is made by the platform's own recipe (`sproxxo.ml.training.train_candidate`:
+split, fit, policy, metrics, parity check, reference sample, fingerprint) with this
+project's `fit`, and lands as `sproxxo-fraud` through `sproxxo.adapters.bentoml_store`, in
+the platform's bundle format, labelled `stage=candidate` and `team={{ cookiecutter.team }}`.
+Promotion stays the platform's gate (`training/promote.py`). Prints the new tag last.
 """
 
 from __future__ import annotations
@@ -14,19 +15,14 @@ import argparse
 import logging
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from sproxxo import store
-from sproxxo.bundle import BundleMetadata
-from sproxxo.cli import configure_logging, run
-from sproxxo.features import LABEL_COLUMN
-from sproxxo.model import DEFAULT_PARAMS, evaluate, fit_pipeline, fraud_probability, time_split
-from sproxxo.policy import CostModel, choose_policy
-from sproxxo.registration import compiled_parity, fingerprint, reference_sample
+from sproxxo.adapters import bentoml_store as store
+from sproxxo.jobs.cli import configure_logging, run
+from sproxxo.ml.training import DEFAULT_PARAMS, fit_pipeline, train_candidate
 from sproxxo.settings import get_settings
 from sproxxo.sources.synthetic import generate
 
@@ -49,59 +45,29 @@ def load_data(rows: int, *, seed: int) -> pd.DataFrame:
     return generate(rows, seed=seed)
 
 
-def fit(train: pd.DataFrame, validation: pd.DataFrame, *, max_iter: int, seed: int) -> Pipeline:
+def fit(
+    train: pd.DataFrame, validation: pd.DataFrame, *, params: dict[str, Any], seed: int
+) -> Pipeline:
     """The estimator: tune or replace it, within what serving can load.
 
     The first step must stay sproxxo's `FeatureBuilder` (serving's feature code), and the
     last a sigmoid `CalibratedClassifierCV` over one frozen `HistGradientBoostingClassifier`:
-    serving compiles exactly that (`sproxxo.forest`) and refuses anything else.
+    serving compiles exactly that (`sproxxo.ml.compiled_trees`) and refuses anything else.
     """
-    params = {**DEFAULT_PARAMS, "max_iter": max_iter}
     return fit_pipeline(train, validation, params=params, seed=seed)
 
 
-def register(
-    frame: pd.DataFrame,
-    pipeline: Pipeline,
-    splits: tuple[pd.DataFrame, pd.DataFrame],
-    *,
-    source: str,
-    params: dict[str, Any],
-) -> str:
-    """Choose the policy, evaluate, and save the bundle into the store; returns the tag."""
-    validation, test = splits
-    p_val = fraud_probability(pipeline, validation)
-    policy = choose_policy(
-        p_val, validation[LABEL_COLUMN].to_numpy(), validation["amount"].to_numpy(), CostModel()
-    )
-    p_test = fraud_probability(pipeline, test)
-    metrics = evaluate(p_test, test[LABEL_COLUMN].to_numpy(), test["amount"].to_numpy(), policy)
-    metrics |= {
-        "review_at": policy.review_at,
-        "decline_at": policy.decline_at,
-        "compiled_parity_max_abs_diff": compiled_parity(pipeline, test),
-    }
-    metadata = BundleMetadata(
-        policy=policy,
-        metrics=metrics,
-        params=params,
-        data=fingerprint(frame, source),
-        trained_at=datetime.now(UTC).isoformat(),
-    )
-    labels = {"source": source, "team": TEAM, "project": PROJECT}
-    tag, _ = store.save_model(
-        pipeline, metadata, reference_sample(validation, p_val, policy), labels=labels
-    )
-    return tag
-
-
 def train_and_register(*, rows: int, seed: int, max_iter: int) -> str:
-    """Load, split in time, fit and register; returns the new tag."""
+    """Load, train with the platform's recipe and this project's `fit`, register; returns
+    the new tag."""
     frame = load_data(rows, seed=seed)
-    train, validation, test = time_split(frame)
-    pipeline = fit(train, validation, max_iter=max_iter, seed=seed)
-    params = {**DEFAULT_PARAMS, "max_iter": max_iter, "seed": seed}
-    tag = register(frame, pipeline, (validation, test), source="synthetic", params=params)
+    candidate = train_candidate(
+        frame, source="synthetic", params={"max_iter": max_iter}, seed=seed, fit=fit
+    )
+    labels = {"source": "synthetic", "team": TEAM, "project": PROJECT}
+    tag, _ = store.save_model(
+        candidate.pipeline, candidate.metadata, candidate.reference, labels=labels
+    )
     logger.info("registered %s (team=%s)", tag, TEAM)
     return tag
 

@@ -7,7 +7,7 @@ serving runtime compares them with its own:
   must agree on major.minor; a different patch release is tolerated and logged;
 * the others (pandas, pydantic, bentoml, pyarrow, numba) are informative: any difference
   is logged. numba compiles the serving path's tree walk; its output is re-checked
-  against scikit-learn at every model load (`sproxxo.bundle`), so a version change
+  against scikit-learn at every model load (`sproxxo.ml.bundle`), so a version change
   cannot silently change a score.
 """
 

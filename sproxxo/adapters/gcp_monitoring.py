@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sproxxo.drift import DriftSummary
+from sproxxo.adapters.evidently import DriftSummary
 from sproxxo.errors import DataSourceError
 
 logger = logging.getLogger(__name__)

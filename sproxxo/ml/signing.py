@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from sproxxo.errors import ModelUnavailable
+from sproxxo.errors import ModelRefused
 
 #: Manifest fields that are not signed: the signature itself, and notes added after
 #: promotion (e.g. a forced promotion's reason), which change nothing that is served.
@@ -91,10 +91,10 @@ def check_signature(
 def verify_or_raise(
     metadata: Mapping[str, Any], public_key_pem: str, *, required: bool, tag: str
 ) -> None:
-    """`check_signature`, raising `ModelUnavailable` with the reason."""
+    """`check_signature`, raising `ModelRefused` with the reason."""
     problem = check_signature(metadata, public_key_pem, required=required)
     if problem:
-        raise ModelUnavailable(f"model {tag} refused: {problem}")
+        raise ModelRefused(f"model {tag} refused: {problem}")
 
 
 class LocalKeySigner:
@@ -119,7 +119,7 @@ class LocalKeySigner:
             (self.folder / DEV_PUBLIC_KEY_FILE).write_text(public_pem(key))
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(loaded, Ed25519PrivateKey):
-            raise ModelUnavailable(f"{path} is not an Ed25519 private key")
+            raise ModelRefused(f"{path} is not an Ed25519 private key")
         return loaded
 
     def sign(self, payload: bytes) -> bytes:

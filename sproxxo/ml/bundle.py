@@ -20,16 +20,20 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from sproxxo.errors import ModelUnavailable
+from sproxxo.errors import ModelRefused, ModelUnavailable
 from sproxxo.features import FEATURE_NAMES
-from sproxxo.forest import PARITY_TOLERANCE, CompiledModel, compile_model, parity_gap
+from sproxxo.ml.compiled_trees import PARITY_TOLERANCE, CompiledModel, compile_model, parity_gap
+from sproxxo.ml.versions import check_contract, runtime_versions
 from sproxxo.policy import Policy
 from sproxxo.schemas import SCHEMA_VERSION
-from sproxxo.versions import check_contract, runtime_versions
 
 logger = logging.getLogger(__name__)
 
-BUNDLE_FORMAT: Final = 1
+#: 2: the pipeline pickles `sproxxo.ml.training.FeatureBuilder` (format 1 had it at
+#: `sproxxo.model`, gone since the layered layout): older bundles are refused, retrain them.
+BUNDLE_FORMAT: Final = 2
+#: The model's name in the BentoML store and in the MLflow registry (one name, STYLE §3).
+MODEL_NAME: Final = "sproxxo-fraud"
 PIPELINE_FILE: Final = "pipeline.pkl"
 MANIFEST_FILE: Final = "bundle.json"
 REFERENCE_FILE: Final = "reference.parquet"
@@ -75,6 +79,11 @@ class ModelBundle:
     metadata: BundleMetadata
     tag: str = ""
     compiled: CompiledModel | None = None
+
+    @property
+    def policy(self) -> Policy:
+        """The decision thresholds chosen at training."""
+        return self.metadata.policy
 
     @property
     def version(self) -> str:
@@ -123,6 +132,10 @@ def read_metadata(directory: Path) -> BundleMetadata:
 def verify_bundle(directory: Path, metadata: BundleMetadata) -> list[str]:
     """Reasons not to load this bundle: checksum, schema or dependency-contract failures."""
     problems: list[str] = []
+    if metadata.bundle_format != BUNDLE_FORMAT:
+        problems.append(
+            f"bundle_format {metadata.bundle_format} != {BUNDLE_FORMAT} served here (retrain it)"
+        )
     if not metadata.checksums.get(PIPELINE_FILE):
         problems.append(f"no checksum recorded for {PIPELINE_FILE}")
     for name, expected in metadata.checksums.items():
@@ -145,12 +158,15 @@ def verify_bundle(directory: Path, metadata: BundleMetadata) -> list[str]:
 
 
 def load_bundle(directory: Path, metadata: BundleMetadata, *, tag: str = "") -> ModelBundle:
-    """Verify, then unpickle. Raises `ModelUnavailable` listing every problem found."""
+    """Verify, then unpickle. Raises `ModelRefused` listing every problem found."""
     problems = verify_bundle(directory, metadata)
     if problems:
-        raise ModelUnavailable(f"model {tag or directory} refused: " + "; ".join(problems))
-    with (directory / PIPELINE_FILE).open("rb") as handle:
-        pipeline = pickle.load(handle)  # noqa: S301 - sha256 verified above
+        raise ModelRefused(f"model {tag or directory} refused: " + "; ".join(problems))
+    try:
+        with (directory / PIPELINE_FILE).open("rb") as handle:
+            pipeline = pickle.load(handle)  # noqa: S301 - signature and sha256 verified first
+    except (pickle.UnpicklingError, ImportError, AttributeError, EOFError) as exc:
+        raise ModelRefused(f"model {tag or directory} refused: cannot unpickle ({exc})") from exc
     return ModelBundle(
         pipeline=pipeline,
         metadata=metadata,

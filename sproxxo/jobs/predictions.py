@@ -1,31 +1,15 @@
-"""Pieces shared by the monitoring CLIs: time bounds, the prediction source, exit codes."""
+"""The prediction log as monitoring reads it: a time window, the local log or BigQuery,
+real traffic only (records of load tests and canaries are `synthetic` and skipped)."""
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 
-from sproxxo.cli import EXIT_EMPTY, run
-from sproxxo.drift import InsufficientData
+from sproxxo.adapters.logfiles import read_log
 from sproxxo.errors import DataSourceError
-from sproxxo.predlog import read_log
-
-logger = logging.getLogger(__name__)
-
-
-def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
-    """`sproxxo.cli.run` plus EXIT_EMPTY for windows too small to judge."""
-    try:
-        return run(main, argv)
-    except InsufficientData as exc:
-        print(f"error: not enough data: {exc}", file=sys.stderr)
-        return EXIT_EMPTY
 
 
 def parse_time(value: str | None, *, name: str, default: datetime) -> datetime:
@@ -58,7 +42,7 @@ def read_predictions(
     """Logged predictions in [since, until) from the local log or BigQuery, without the
     synthetic traffic of load tests and canaries."""
     if source == "bigquery":
-        from sproxxo.sources.bigquery import read_predictions
+        from sproxxo.adapters.bigquery import read_predictions
 
         return read_predictions(table, since=since, until=until)
     if not log_dir.is_dir():
@@ -75,8 +59,3 @@ def without_synthetic(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     real = frame["synthetic"].fillna(False).astype(bool)
     return frame[~real].reset_index(drop=True)
-
-
-def use_store_home(bentoml_home: Path) -> None:
-    """Point BentoML at the project's store unless BENTOML_HOME is already set."""
-    os.environ.setdefault("BENTOML_HOME", str(bentoml_home.resolve()))

@@ -27,14 +27,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+from pydantic import BaseModel
 
-from sproxxo import store
-from sproxxo.bundle import ModelBundle
-from sproxxo.errors import ModelUnavailable
+from sproxxo.errors import ModelUnavailable, StateNotPersisted
+from sproxxo.ml.bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
 
 ACTIVE_FILE = "active-model.json"
+
+
+class ActivationResult(BaseModel):
+    """Outcome of a hot swap: the version serving now and the one it replaced."""
+
+    active: str
+    previous: str | None
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,9 @@ class Refusal:
     reason: str
 
 
-def startup_candidates(pinned: str, active_file: Path, *, shipped: str = "") -> list[str]:
+def startup_candidates(
+    pinned: str, active_file: Path, *, shipped: str = "", champion: str | None = None
+) -> list[str]:
     """Versions allowed to serve at start-up, in order: pinned by settings, persisted active,
     the model the Bento ships, champion. Nothing else in the store may serve."""
     candidates = [pinned] if pinned else []
@@ -54,7 +63,6 @@ def startup_candidates(pinned: str, active_file: Path, *, shipped: str = "") -> 
         candidates.append(persisted)
     if shipped:
         candidates.append(shipped)
-    champion = store.champion_tag()
     if champion:
         candidates.append(champion)
     return list(dict.fromkeys(candidates))
@@ -87,7 +95,8 @@ class ActiveModel:
         self,
         active_file: Path,
         *,
-        loader: Callable[[str], ModelBundle] = store.load_model,
+        loader: Callable[[str], ModelBundle],
+        champion: Callable[[], str | None] = lambda: None,
         on_event: Callable[[str], None] | None = None,
         on_swap: Callable[[ModelBundle, ModelBundle | None], None] | None = None,
     ) -> None:
@@ -95,15 +104,32 @@ class ActiveModel:
         self.bundle: ModelBundle | None = None
         self.refusals: list[Refusal] = []
         self._loader = loader
+        self._champion = champion
         self._on_event = on_event or (lambda event: None)
         self._on_swap = on_swap or (lambda new, old: None)
         self._lock = threading.Lock()
         self._seen_mtime = self._mtime()
         self._next_check = 0.0
 
+    @property
+    def tag(self) -> str | None:
+        """Tag of the model serving now."""
+        return self.bundle.tag if self.bundle else None
+
+    @property
+    def version(self) -> str | None:
+        """Store version of the model serving now."""
+        return self.bundle.version if self.bundle else None
+
+    def serves_anywhere(self, tag: str) -> bool:
+        """Whether `tag` serves here or is the one persisted for every worker."""
+        return tag in {self.tag, read_active(self.active_file)}
+
     def start(self, pinned: str, *, shipped: str = "") -> ModelBundle | None:
         """Load the first allowed start-up candidate that passes verification."""
-        candidates = startup_candidates(pinned, self.active_file, shipped=shipped)
+        candidates = startup_candidates(
+            pinned, self.active_file, shipped=shipped, champion=self._champion()
+        )
         for tag in candidates:
             try:
                 self._install(self._loader(tag))
@@ -119,7 +145,8 @@ class ActiveModel:
     def activate(self, tag: str) -> tuple[ModelBundle, ModelBundle | None]:
         """Load and verify `tag`, persist it for every worker, then switch to it.
 
-        Raises `ModelUnavailable` (refused) or `OSError` (not persisted: nothing switched).
+        Raises `ModelUnavailable` (absent or refused) or `StateNotPersisted` (the choice
+        could not be written: nothing switched).
         """
         with self._lock:
             try:
@@ -127,7 +154,10 @@ class ActiveModel:
             except ModelUnavailable as exc:
                 self._refuse(tag, str(exc))
                 raise
-            write_active(self.active_file, bundle.tag)
+            try:
+                write_active(self.active_file, bundle.tag)
+            except OSError as exc:
+                raise StateNotPersisted(f"{self.active_file}: {exc}") from exc
             self._seen_mtime = self._mtime()
             previous = self.bundle
             self._install(bundle)

@@ -23,7 +23,7 @@ import pandas as pd
 
 from sproxxo.errors import DataSourceError
 from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN
-from sproxxo.predlog import records_of
+from sproxxo.records import records_of
 from sproxxo.sources.files import check_frame
 
 if TYPE_CHECKING:

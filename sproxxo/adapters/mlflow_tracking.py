@@ -10,18 +10,19 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from sproxxo.cli import TrackingError
+from sproxxo.errors import TrackingError
+from sproxxo.ml.bundle import MODEL_NAME
 
 logger = logging.getLogger(__name__)
 
-REGISTERED_NAME: Final = "sproxxo-fraud"
-EXPERIMENT: Final = "sproxxo-fraud"
+REGISTERED_NAME: Final = MODEL_NAME
+EXPERIMENT: Final = MODEL_NAME
 #: Types MLflow's skops serialisation must be told to trust: ours and sklearn internals.
 SKOPS_TRUSTED: Final = [
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sproxxo.model.FeatureBuilder",
+    "sproxxo.ml.training.FeatureBuilder",
 ]
 
 
@@ -101,7 +102,7 @@ def _plot_curves(
     paths = []
     for name, display in (("pr_curve", PrecisionRecallDisplay), ("roc_curve", RocCurveDisplay)):
         fig, ax = plt.subplots(figsize=(5, 4))
-        display.from_predictions(labels, probabilities, ax=ax, name="sproxxo-fraud")
+        display.from_predictions(labels, probabilities, ax=ax, name=MODEL_NAME)
         path = folder / f"{name}.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)

@@ -16,13 +16,13 @@ from typing import Any, Final, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from sproxxo.bundle import BundleMetadata, ModelBundle, load_bundle, write_bundle
-from sproxxo.errors import ModelUnavailable
-from sproxxo.signing import Signature, Signer, sign_manifest, verify_or_raise
+from sproxxo.errors import ModelNotFound, ModelRefused
+from sproxxo.ml.bundle import MODEL_NAME, BundleMetadata, ModelBundle, load_bundle, write_bundle
+from sproxxo.ml.signing import Signature, Signer, dev_verify_key, sign_manifest, verify_or_raise
+from sproxxo.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME: Final = "sproxxo-fraud"
 Stage = Literal["candidate", "challenger", "champion", "retired"]
 STAGES: Final = ("candidate", "challenger", "champion", "retired")
 
@@ -40,6 +40,30 @@ class ModelRecord(BaseModel):
     metrics: dict[str, float]
     metadata: dict[str, Any]
 
+    def summary(self, active_tag: str | None) -> ModelSummary:
+        """The management API's view of this version (`active`: it serves here)."""
+        return ModelSummary(
+            tag=self.tag,
+            version=self.version,
+            stage=self.stage,
+            active=self.tag == active_tag,
+            created=self.created,
+            metrics=self.metrics,
+            labels=self.labels,
+        )
+
+
+class ModelSummary(BaseModel):
+    """One model version as the management API shows it."""
+
+    tag: str
+    version: str
+    stage: str
+    active: bool
+    created: datetime
+    metrics: dict[str, float]
+    labels: dict[str, str]
+
 
 def _bentoml() -> Any:
     import bentoml
@@ -53,7 +77,7 @@ def _get(tag: str) -> Any:
         return bentoml.models.get(tag)
     except (bentoml.exceptions.BentoMLException, ValueError) as exc:
         # NotFound, or a string that is not a valid tag at all: either way, no such model.
-        raise ModelUnavailable(f"model {tag!r} is not in the BentoML store") from exc
+        raise ModelNotFound(f"model {tag!r} is not in the BentoML store") from exc
 
 
 def full_tag(tag: str) -> str:
@@ -107,7 +131,7 @@ def list_models() -> list[ModelRecord]:
 
 
 def get_record(tag: str) -> ModelRecord:
-    """The record of one version; raises `ModelUnavailable` if absent."""
+    """The record of one version; raises `ModelNotFound` if absent."""
     return record(_get(full_tag(tag)))
 
 
@@ -125,6 +149,15 @@ class Trust:
     signed_only: bool
 
 
+def trust(settings: Settings) -> Trust:
+    """What a service trusts: the configured verify key (dev: the local key pair's), and
+    unsigned models refused everywhere but dev."""
+    return Trust(
+        verify_key=settings.model_verify_key or dev_verify_key(settings.keys_dir),
+        signed_only=settings.signed_models_only,
+    )
+
+
 def load_model(tag: str, *, trust: Trust | None = None) -> ModelBundle:
     """Load and verify a model version: signature (when `trust` is given: serving), then
     checksums, schema and dependency contract, and only then unpickle."""
@@ -135,7 +168,7 @@ def load_model(tag: str, *, trust: Trust | None = None) -> ModelBundle:
     try:
         metadata = BundleMetadata.model_validate(raw)
     except ValueError as exc:
-        raise ModelUnavailable(f"model {model.tag} has missing or invalid metadata") from exc
+        raise ModelRefused(f"model {model.tag} has missing or invalid metadata") from exc
     return load_bundle(Path(model.path), metadata, tag=str(model.tag))
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from sproxxo.errors import FeatureSchemaMismatch, SproxxoError
+from sproxxo.errors import FeatureSchemaMismatch, InsufficientData
 from sproxxo.schemas import Decision
 
 logger = logging.getLogger(__name__)
@@ -61,10 +61,6 @@ KS: Final = "ks"
 QUANTILES: Final = (0.5, 0.9, 0.99)
 
 ColumnRole = Literal["feature", "prediction", "derived"]
-
-
-class InsufficientData(SproxxoError):
-    """The window holds no rows, or too few for a meaningful test."""
 
 
 class DriftThresholds(BaseModel):
@@ -357,3 +353,24 @@ def two_sample_chi2(
         return 1.0, False
     p_value = float(chi2_contingency(counts, correction=False)[1])
     return p_value, p_value < threshold
+
+
+def save_classification_html(frame: pd.DataFrame, path: Path) -> None:
+    """Evidently's classification report of the labelled window."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.presets import ClassificationPreset
+
+    data = pd.DataFrame(
+        {
+            "is_fraud": frame["is_fraud"].astype(int),
+            "fraud_probability": frame["fraud_probability"].astype(float),
+        }
+    )
+    definition = DataDefinition(
+        numerical_columns=["fraud_probability"],
+        classification=[
+            BinaryClassification(target="is_fraud", prediction_probas="fraud_probability")
+        ],
+    )
+    report = Report([ClassificationPreset()])
+    report.run(Dataset.from_pandas(data, data_definition=definition), None).save_html(str(path))

@@ -1,0 +1,365 @@
+"""Card history: what the card did before this transaction, computed the same way offline
+(training, evaluation) and online (the service, from a shared store).
+
+"Before" means the card's transactions with an *event time* strictly earlier than this one's
+(the authorisation's timestamp in whole milliseconds, never the arrival time): two
+transactions of one card stamped the same millisecond do not see each other, and a gateway
+retry (same `transaction_id`) sees exactly what the first attempt saw. With windows W of
+1 h, 24 h and 7 d and the earlier transactions E = {e : t_e < t}:
+
+    card_tx_W               = |{e in E : t - W <= t_e}|
+    card_amount_W           = sum of their amounts (USD)
+    card_seconds_since_last = t - max(t_e)                         NaN if E is empty
+    card_mean_amount        = mean amount over all of E            NaN if E is empty
+    amount_to_card_mean     = amount / card_mean_amount            NaN if E is empty
+    amount_to_card_24h_mean = amount / (card_amount_24h / card_tx_24h)   NaN if none in 24 h
+    card_category_count     = |{e in E : category_e = category}|
+    card_km_from_last       = great-circle km between the merchants of the last e and this
+    card_kmh_from_last      = card_km_from_last / max(hours since the last e, 1 minute)
+
+A card with no history gets counts and sums of 0 and NaN for the rest (the trees route NaN
+on their own). When the store cannot answer, every history feature is NaN.
+
+Online the state of a card (`CardState`) keeps the events of the last 7 days individually
+(the windows need them) and folds older ones into aggregates (count, amount, per-category
+counts, the latest one's time and place), so it stays bounded; amounts are integer cents, so
+every backend and the offline path add up to exactly the same sums. `observe` is the one
+state transition: features from the state as it was, then the event appended (unless its
+transaction id is already there) and the window pruned relative to the newest event.
+Online equals offline when a card's events arrive in event-time order, or out of order by
+less than the 7-day retention.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from sproxxo.schemas import CATEGORIES
+
+HOUR_MS: Final = 3_600_000
+DAY_MS: Final = 24 * HOUR_MS
+YEAR_MS: Final = 31_557_600_000  # 365.25 days
+WINDOWS_MS: Final = {"1h": HOUR_MS, "24h": 24 * HOUR_MS, "7d": 7 * 24 * HOUR_MS}
+RETENTION_MS: Final = max(WINDOWS_MS.values())
+MIN_GAP_HOURS: Final = 1.0 / 60.0
+HISTORY_FEATURES: Final = (
+    "card_tx_1h",
+    "card_tx_24h",
+    "card_tx_7d",
+    "card_amount_1h",
+    "card_amount_24h",
+    "card_amount_7d",
+    "card_seconds_since_last",
+    "card_mean_amount",
+    "amount_to_card_mean",
+    "amount_to_card_24h_mean",
+    "card_category_count",
+    "card_km_from_last",
+    "card_kmh_from_last",
+)
+UNAVAILABLE: Final = (math.nan,) * len(HISTORY_FEATURES)
+_EARTH_RADIUS_KM: Final = 6371.0088
+_N_CATEGORIES: Final = len(CATEGORIES)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One transaction as the history keeps it."""
+
+    t_ms: int
+    cents: int
+    category: int
+    lat: float  # the merchant's
+    lon: float
+    key: str  # transaction id: a retry is not counted twice
+
+    def encode(self) -> str:
+        """The canonical text form every backend stores (floats by repr: exact)."""
+        return f"{self.t_ms}|{self.cents}|{self.category}|{self.lat!r}|{self.lon!r}|{self.key}"
+
+    @classmethod
+    def decode(cls, text: str) -> Event:
+        """Inverse of `encode`."""
+        t_ms, cents, category, lat, lon, key = text.split("|", 5)
+        return cls(int(t_ms), int(cents), int(category), float(lat), float(lon), key)
+
+
+@dataclass
+class CardState:
+    """A card's history: recent events one by one, older ones as aggregates."""
+
+    events: list[Event] = field(default_factory=list)
+    count: int = 0  # events folded into the aggregates (older than the retention)
+    cents: int = 0
+    categories: list[int] = field(default_factory=lambda: [0] * _N_CATEGORIES)
+    last: Event | None = None  # the newest folded event (ties: the greatest key)
+
+    @property
+    def newest_ms(self) -> int | None:
+        """Event time of the newest event seen (individually kept or folded)."""
+        times = [e.t_ms for e in self.events]
+        if self.last is not None:
+            times.append(self.last.t_ms)
+        return max(times) if times else None
+
+
+def event_time_ms(epoch_seconds: float) -> int:
+    """Event time in whole milliseconds (half to even, like numpy's `round`)."""
+    return round(epoch_seconds * 1000.0)
+
+
+def to_cents(amount: float) -> int:
+    """An amount in USD (2 decimals) as integer cents."""
+    return round(amount * 100.0)
+
+
+def features(state: CardState, event: Event) -> tuple[float, ...]:
+    """The history features of `event` from the card's state before it (module doc)."""
+    earlier = [e for e in state.events if e.t_ms < event.t_ms and e.key != event.key]
+    values: list[float] = []
+    window_stats = {}
+    for name, width in WINDOWS_MS.items():
+        inside = [e for e in earlier if e.t_ms >= event.t_ms - width]
+        window_stats[name] = (len(inside), sum(e.cents for e in inside))
+    values += [float(window_stats[w][0]) for w in WINDOWS_MS]
+    values += [window_stats[w][1] / 100.0 for w in WINDOWS_MS]
+    previous = _previous(state, earlier, event.t_ms)
+    count = state.count + len(earlier)
+    total = state.cents + sum(e.cents for e in earlier)
+    amount = event.cents / 100.0
+    mean = total / count / 100.0 if count else math.nan
+    n24, cents24 = window_stats["24h"]
+    same = state.categories[event.category] + sum(e.category == event.category for e in earlier)
+    km = _haversine(previous.lat, previous.lon, event.lat, event.lon) if previous else math.nan
+    gap_hours = (event.t_ms - previous.t_ms) / HOUR_MS if previous else math.nan
+    values += [
+        (event.t_ms - previous.t_ms) / 1000.0 if previous else math.nan,
+        mean,
+        amount / mean if count else math.nan,
+        amount / (cents24 / n24 / 100.0) if n24 else math.nan,
+        float(same),
+        km,
+        km / max(gap_hours, MIN_GAP_HOURS) if previous else math.nan,
+    ]
+    return tuple(values)
+
+
+def _previous(state: CardState, earlier: Sequence[Event], t_ms: int) -> Event | None:
+    """The card's latest transaction before `t_ms`; among several at that time the one
+    with the greatest key, so the answer does not depend on the order they were stored in."""
+    candidates = list(earlier)
+    if state.last is not None and state.last.t_ms < t_ms:
+        candidates.append(state.last)
+    return max(candidates, key=_order, default=None)
+
+
+def _order(event: Event) -> tuple[int, str]:
+    return event.t_ms, event.key
+
+
+def _haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * _EARTH_RADIUS_KM * math.asin(math.sqrt(min(a, 1.0)))
+
+
+def observe(state: CardState, event: Event) -> tuple[tuple[float, ...], CardState]:
+    """The one state transition: the event's features from the state before it, and the
+    state after it (appended unless its key is already there, pruned to the retention)."""
+    found = features(state, event)
+    if any(e.key == event.key for e in state.events):
+        return found, state
+    appended = CardState(
+        [*state.events, event], state.count, state.cents, list(state.categories), state.last
+    )
+    return found, prune(appended)
+
+
+def prune(state: CardState) -> CardState:
+    """Fold the events older than the retention (relative to the newest) into the
+    aggregates."""
+    newest = state.newest_ms
+    if newest is None:
+        return state
+    horizon = newest - RETENTION_MS
+    old = [e for e in state.events if e.t_ms < horizon]
+    if not old:
+        return state
+    categories = list(state.categories)
+    for e in old:
+        categories[e.category] += 1
+    last = max([*old, *([state.last] if state.last else [])], key=_order)
+    return CardState(
+        [e for e in state.events if e.t_ms >= horizon],
+        state.count + len(old),
+        state.cents + sum(e.cents for e in old),
+        categories,
+        last,
+    )
+
+
+def state_from_parts(events: Sequence[str], aggregates: Mapping[str, str]) -> CardState:
+    """A card state from the form the stores keep it in: encoded events, and aggregates as
+    strings (`n` count, `c` cents, `k<i>` per category, `l` the newest folded event)."""
+    return CardState(
+        events=[Event.decode(text) for text in events],
+        count=int(aggregates.get("n", 0)),
+        cents=int(aggregates.get("c", 0)),
+        categories=[int(aggregates.get(f"k{i}", 0)) for i in range(_N_CATEGORIES)],
+        last=Event.decode(aggregates["l"]) if aggregates.get("l") else None,
+    )
+
+
+def state_to_parts(state: CardState) -> tuple[list[str], dict[str, str]]:
+    """Inverse of `state_from_parts`."""
+    aggregates = {"n": str(state.count), "c": str(state.cents)}
+    aggregates |= {f"k{i}": str(n) for i, n in enumerate(state.categories) if n}
+    if state.last is not None:
+        aggregates["l"] = state.last.encode()
+    return [e.encode() for e in state.events], aggregates
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the issuer knows of a card and its holder, kept beside its history: it fills
+    the transaction fields a real authorisation does not carry."""
+
+    lat: float
+    long: float
+    city_pop: int
+    age: int  # the holder's age at `age_at_ms`
+    age_at_ms: int
+    issued_ms: int  # when the card was issued
+
+    def fields_at(self, t_ms: int) -> dict[str, Any]:
+        """The transaction's profile fields at event time `t_ms`."""
+        return {
+            "lat": self.lat,
+            "long": self.long,
+            "city_pop": self.city_pop,
+            "customer_age": self.age + max(t_ms - self.age_at_ms, 0) // YEAR_MS,
+            "card_age_days": max(t_ms - self.issued_ms, 0) // DAY_MS,
+        }
+
+    def encode(self) -> str:
+        """The JSON the stores keep."""
+        return orjson.dumps(self.__dict__).decode()
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> Profile:
+        """Inverse of `encode`."""
+        return cls(**orjson.loads(text))
+
+
+@dataclass(frozen=True)
+class CardView:
+    """What the store returns for one transaction: its history features and the card's
+    profile (None: none was loaded)."""
+
+    features: tuple[float, ...]
+    profile: Profile | None = None
+
+
+class HistoryStore(Protocol):
+    """Where card states and profiles live (SQLite on one host, Redis across instances).
+
+    `observe` is atomic per card: for each event in order, the features from the card's
+    state before it, then the event recorded; a batch is one round trip."""
+
+    def observe(self, cards: Sequence[str], events: Sequence[Event]) -> list[CardView]:
+        """History features (and profile) of each event's card, recording the events."""
+
+    def put_profiles(self, profiles: Mapping[str, Profile]) -> None:
+        """Load or replace card profiles."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+# --------------------------------------------------------------------------- offline
+def offline_features(
+    card_ids: npt.ArrayLike,
+    keys: npt.ArrayLike,
+    epoch_seconds: npt.ArrayLike,
+    amounts: npt.ArrayLike,
+    category_codes: npt.ArrayLike,
+    merch_lat: npt.ArrayLike,
+    merch_lon: npt.ArrayLike,
+) -> npt.NDArray[np.float64]:
+    """The history features of every row from the rows before it of the same card (all of
+    them, whatever their order in the input), vectorised: an (n, len(HISTORY_FEATURES))
+    matrix in the input's row order, equal to what `observe` computes online."""
+    cards_in = np.asarray(card_ids, dtype=object)
+    n = len(cards_in)
+    out = np.full((n, len(HISTORY_FEATURES)), np.nan)
+    if n == 0:
+        return out
+    t = np.round(np.asarray(epoch_seconds, dtype=np.float64) * 1000.0).astype(np.int64)
+    cents = np.round(np.asarray(amounts, dtype=np.float64) * 100.0).astype(np.int64)
+    cat = np.asarray(category_codes, dtype=np.int64)
+    lat = np.asarray(merch_lat, dtype=np.float64)
+    lon = np.asarray(merch_lon, dtype=np.float64)
+    card = np.unique(cards_in, return_inverse=True)[1].astype(np.int64)
+    rank = np.unique(np.asarray(keys, dtype=object), return_inverse=True)[1].astype(np.int64)
+    order = np.lexsort((rank, t, card))  # ties in time: by key, as online
+    t_s, cents_s, cat_s, card_s = t[order], cents[order], cat[order], card[order]
+    stride = int(t.max() - t.min()) + RETENTION_MS + 1
+    key = card_s * stride + (t_s - t.min())
+    strict = np.searchsorted(key, key, side="left")  # rows strictly before, same card
+    start = np.searchsorted(key, card_s * stride, side="left")  # the card's first row
+    csum = np.concatenate([[0], np.cumsum(cents_s)])
+    cols = {}
+    for w, width in WINDOWS_MS.items():
+        left = np.searchsorted(key, key - width, side="left")
+        cols[f"card_tx_{w}"] = (strict - left).astype(np.float64)
+        cols[f"card_amount_{w}"] = (csum[strict] - csum[left]) / 100.0
+    count = strict - start
+    has = count > 0
+    prev = np.where(has, strict - 1, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(has, (csum[strict] - csum[start]) / np.maximum(count, 1) / 100.0, np.nan)
+        amount = cents_s / 100.0
+        n24 = cols["card_tx_24h"]
+        cents24 = csum[strict] - csum[np.searchsorted(key, key - WINDOWS_MS["24h"], side="left")]
+        mean24 = np.where(n24 > 0, cents24 / np.maximum(n24, 1) / 100.0, np.nan)
+        cols["card_seconds_since_last"] = np.where(has, (t_s - t_s[prev]) / 1000.0, np.nan)
+        cols["card_mean_amount"] = mean
+        cols["amount_to_card_mean"] = np.where(has, amount / mean, np.nan)
+        cols["amount_to_card_24h_mean"] = np.where(n24 > 0, amount / mean24, np.nan)
+        cols["card_category_count"] = _category_counts(card_s, cat_s, t_s)
+        km = _haversine_np(lat[order][prev], lon[order][prev], lat[order], lon[order])
+        hours = np.maximum((t_s - t_s[prev]) / HOUR_MS, MIN_GAP_HOURS)
+        cols["card_km_from_last"] = np.where(has, km, np.nan)
+        cols["card_kmh_from_last"] = np.where(has, km / hours, np.nan)
+    sorted_out = np.column_stack([cols[name] for name in HISTORY_FEATURES])
+    out[order] = sorted_out
+    return out
+
+
+def _category_counts(
+    card: npt.NDArray[np.int64], cat: npt.NDArray[np.int64], t: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """Earlier rows (strictly) of the same card and category, for rows sorted by card, t."""
+    order = np.lexsort((t, cat, card))
+    stride = int(t.max() - t.min()) + 1
+    key = (card[order] * _N_CATEGORIES + cat[order]) * stride + (t[order] - t.min())
+    group = (card[order] * _N_CATEGORIES + cat[order]) * stride
+    counts = np.searchsorted(key, key, side="left") - np.searchsorted(key, group, side="left")
+    out = np.empty(len(card), dtype=np.float64)
+    out[order] = counts
+    return out
+
+
+def _haversine_np(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp, dl = p2 - p1, np.radians(lon2 - lon1)
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2 * _EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(a, 1.0)))

@@ -1,0 +1,75 @@
+"""What every command-line shell shares: logging set-up and the exit code of an error.
+
+A shell's `main` parses its arguments and calls one job; `run` turns the project's errors
+into a one-line message and the exit code their type carries (`sproxxo.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from sproxxo.errors import SproxxoError
+from sproxxo.jobs.data import SOURCES, DataSpec
+
+Main = Callable[[Sequence[str] | None], int]
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Plain progress logs on stderr for CLIs (services configure their own)."""
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def run(main: Main, argv: Sequence[str] | None = None) -> int:
+    """Run a CLI main; an expected failure prints one line and exits with its type's code."""
+    try:
+        return main(argv)
+    except SproxxoError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
+        return exc.exit_code
+
+
+def add_source_args(p: argparse.ArgumentParser, *, rows: int = 200_000, seed: int = 42) -> None:
+    """Options shared by every command that reads a data source."""
+    p.add_argument("--source", choices=SOURCES, default="synthetic")
+    p.add_argument("--path", help="CSV/Parquet file for --source file")
+    p.add_argument("--rows", type=int, default=rows, help="synthetic rows")
+    p.add_argument("--seed", type=int, default=seed)
+    p.add_argument("--table", help="BigQuery table project.dataset.table")
+    p.add_argument("--project", help="BigQuery billing project")
+    p.add_argument("--since", help="start (inclusive), ISO date, BigQuery only")
+    p.add_argument("--until", help="end (exclusive), ISO date, BigQuery only")
+    p.add_argument(
+        "--history",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="older file(s), same formats as --path: they only warm the cards' history "
+        "(neither fitted nor scored); repeatable",
+    )
+    p.add_argument(
+        "--history-days",
+        type=float,
+        default=0.0,
+        help="BigQuery: days before --since that only warm the cards' history",
+    )
+
+
+def data_spec(args: argparse.Namespace) -> DataSpec:
+    """The data a parsed command line points at."""
+    return DataSpec(
+        source=args.source,
+        path=args.path,
+        rows=args.rows,
+        seed=args.seed,
+        table=args.table,
+        project=args.project,
+        since=args.since,
+        until=args.until,
+        history=tuple(args.history),
+        history_days=args.history_days,
+    )

@@ -1,0 +1,268 @@
+"""Both card-history backends for real: SQLite on a temp file and a `redis-server` on a
+loopback port. Online features equal the offline (training) ones, a batch is one round
+trip, retries are not counted twice, concurrent writers lose no update, state is bounded
+and profiles come back with the features."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from sproxxo.adapters import history as history_adapter
+from sproxxo.adapters.history import Reopening, history_for
+from sproxxo.adapters.history_redis import EVENTS_TTL_SECONDS, RedisHistory
+from sproxxo.adapters.history_sqlite import SqliteHistory
+from sproxxo.history import DAY_MS, HISTORY_FEATURES, Event, HistoryStore, Profile
+from sproxxo.settings import Settings
+from tests.helpers import HISTORY_T0, history_stream, offline_of
+
+IDX = {name: i for i, name in enumerate(HISTORY_FEATURES)}
+
+
+def open_store(kind: str, where: Path | str) -> HistoryStore:
+    if kind == "sqlite":
+        return SqliteHistory(Path(where), timeout_seconds=5.0)
+    return RedisHistory(str(where), timeout_seconds=5.0, prefix=f"t{uuid.uuid4().hex[:8]}:")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path | str]:
+    """Which backend, and where it lives (a fresh SQLite file, or the session's Redis)."""
+    if request.param == "sqlite":
+        return "sqlite", tmp_path / "history.sqlite"
+    return "redis", request.getfixturevalue("redis_url")
+
+
+@pytest.fixture
+def store(backend: tuple[str, Path | str]) -> Iterator[HistoryStore]:
+    s = open_store(*backend)
+    yield s
+    s.close()
+
+
+def ev(t_ms: int, key: str, cents: int = 1_000) -> Event:
+    return Event(t_ms, cents, 2, 40.0, -74.0, key)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_store_features_equal_the_offline_features(store: HistoryStore, batch: int) -> None:
+    """A stream with bursts, ties, retries and month-long gaps, fed in batches: the store's
+    features equal the training path's to 1e-9 (NaN where NaN)."""
+    stream = history_stream(batch, n=2500)
+    online: dict[str, tuple[float, ...]] = {}
+    for start in range(0, len(stream), batch):
+        part = stream[start : start + batch]
+        views = store.observe([c for c, _ in part], [e for _, e in part])
+        for (_, e), view in zip(part, views, strict=True):
+            online.setdefault(e.key, view.features)
+            assert view.features == online[e.key]  # a retry sees what the first saw
+    np.testing.assert_allclose(
+        np.array(list(online.values())), offline_of(stream), rtol=1e-9, atol=1e-9
+    )
+
+
+def test_retry_is_not_counted_twice(store: HistoryStore) -> None:
+    """The same transaction id again: same features, and the card's count unchanged."""
+    first = store.observe(["c"], [ev(HISTORY_T0, "a")])[0]
+    again = store.observe(["c"], [ev(HISTORY_T0, "a")])[0]
+    assert again == first
+    later = store.observe(["c"], [ev(HISTORY_T0 + 1_000, "b")])[0].features
+    assert later[IDX["card_tx_1h"]] == 1.0
+
+
+def test_within_a_batch_later_events_see_earlier_ones(store: HistoryStore) -> None:
+    """A batch with three events of one card, in order: counts 0, 1, 2."""
+    views = store.observe(["c"] * 3, [ev(HISTORY_T0 + i, f"k{i}") for i in range(3)])
+    assert [v.features[IDX["card_tx_1h"]] for v in views] == [0.0, 1.0, 2.0]
+
+
+def test_profiles_come_back_with_the_features(store: HistoryStore) -> None:
+    """A loaded profile is returned for its card; a card without one gets None."""
+    profile = Profile(40.1, -74.2, 12_345, 37, HISTORY_T0, HISTORY_T0 - 90 * DAY_MS)
+    store.put_profiles({"known": profile})
+    views = store.observe(["known", "stranger"], [ev(HISTORY_T0, "p1"), ev(HISTORY_T0, "p2")])
+    assert views[0].profile == profile
+    assert views[1].profile is None
+
+
+def _hammer(kind: str, where: str, worker: int, n: int) -> None:
+    s = open_store(kind, where)
+    if isinstance(s, RedisHistory):
+        s.prefix = "shared:"
+    for i in range(n):
+        s.observe(["hot"], [ev(HISTORY_T0 + i, f"w{worker}-{i}", cents=100)])
+    s.close()
+
+
+def test_two_processes_on_one_card_lose_no_update(backend: tuple[str, Path | str]) -> None:
+    """Two processes record 300 transactions each on the same card at the same time: the
+    card then has all 600 (count and exact sum)."""
+    kind, where = backend
+    if kind == "redis":
+        redis.Redis.from_url(str(where)).delete(*[f"shared:{{hot}}:{s}" for s in "eap"])
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_hammer, args=(kind, str(where), w, 300)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    s = open_store(kind, where)
+    if isinstance(s, RedisHistory):
+        s.prefix = "shared:"
+    f = s.observe(["hot"], [ev(HISTORY_T0 + 10_000, "last")])[0].features
+    s.close()
+    assert f[IDX["card_tx_1h"]] == 600.0
+    assert f[IDX["card_amount_1h"]] == 600.0
+
+
+def test_sqlite_batch_is_one_transaction(tmp_path: Path) -> None:
+    """A batch of 200 cards runs the statements a batch of one does, in one transaction:
+    BEGIN IMMEDIATE, one read of the cards, one of the profiles, the writes, COMMIT."""
+    s = SqliteHistory(tmp_path / "h.sqlite")
+    statements: list[str] = []
+    s._conn.set_trace_callback(statements.append)
+
+    def reads_and_brackets(cards: int, tag: str) -> list[str]:
+        statements.clear()
+        s.observe(
+            [f"{tag}{i}" for i in range(cards)], [ev(HISTORY_T0, f"{tag}{i}") for i in range(cards)]
+        )
+        return [st.split()[0] for st in statements if not st.startswith("INSERT")]
+
+    single, batch = reads_and_brackets(1, "a"), reads_and_brackets(200, "b")
+    s.close()
+    assert single == batch
+    assert batch[0] == "BEGIN"
+    assert batch[-1] == "COMMIT"
+    assert batch.count("SELECT") == 2
+
+
+def test_redis_batch_is_one_round_trip(redis_url: str) -> None:
+    """A batch of 200 cards is one command from the client (the script); everything else
+    the server runs for it comes from inside the script (MONITOR shows who sent what)."""
+    s = RedisHistory(redis_url, prefix="rt:")
+    raw, marker = redis.Redis.from_url(redis_url), redis.Redis.from_url(redis_url)
+    marker.ping()  # connected before the watch starts
+    s.observe(["warm"], [ev(HISTORY_T0, "w")])  # the script is loaded, the pool connected
+    from_clients = []
+    with raw.monitor() as monitor:
+        s.observe([f"c{i}" for i in range(200)], [ev(HISTORY_T0, f"z{i}") for i in range(200)])
+        marker.set("rt:marker", "1")
+        for seen in monitor.listen():
+            if seen["command"].startswith("SET rt:marker"):
+                break
+            if seen["client_type"] != "lua":
+                from_clients.append(seen["command"].split()[0])
+    s.close()
+    assert from_clients == ["EVALSHA"]
+
+
+def test_redis_state_is_bounded_and_expires(redis_url: str) -> None:
+    """Thirty days of daily use keep at most 8 events per card, and both keys expire."""
+    s = RedisHistory(redis_url, prefix="b:")
+    for day in range(30):
+        s.observe(["card"], [ev(HISTORY_T0 + day * DAY_MS, f"d{day}")])
+    s.close()
+    raw = redis.Redis.from_url(redis_url)
+    assert raw.zcard("b:{card}:e") == 8
+    assert raw.hget("b:{card}:a", "n") == b"22"
+    assert 0 < raw.ttl("b:{card}:e") <= EVENTS_TTL_SECONDS
+    assert raw.ttl("b:{card}:a") > EVENTS_TTL_SECONDS
+
+
+def test_sqlite_state_is_bounded(tmp_path: Path) -> None:
+    """Thirty days of daily use keep 8 events in the card's row, the rest folded."""
+    s = SqliteHistory(tmp_path / "h.sqlite")
+    for day in range(30):
+        s.observe(["card"], [ev(HISTORY_T0 + day * DAY_MS, f"d{day}")])
+    s.close()
+    with sqlite3.connect(tmp_path / "h.sqlite") as conn:
+        (events,) = conn.execute("SELECT events FROM cards WHERE card_id='card'").fetchone()
+    assert len(events.split("\n")) == 8
+
+
+def test_sqlite_lock_held_past_the_budget_fails_the_call(tmp_path: Path) -> None:
+    """Another writer holds the lock (and keeps it): the call fails within its budget
+    instead of waiting, so the service can score without history."""
+    path = tmp_path / "h.sqlite"
+    s = SqliteHistory(path, timeout_seconds=0.05)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        s.observe(["c"], [ev(HISTORY_T0, "a")])
+    holder.execute("ROLLBACK")
+    assert s.observe(["c"], [ev(HISTORY_T0, "a")])[0].features[IDX["card_tx_1h"]] == 0.0
+    s.close()
+
+
+def test_redis_unreachable_fails_the_call() -> None:
+    """No server on the port: the call raises (the service then scores without history)."""
+    from load.procs import free_port
+
+    s = RedisHistory(f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=0.05)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        s.observe(["c"], [ev(HISTORY_T0, "a")])
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [("", SqliteHistory), ("sqlite:///{tmp}/x.sqlite", SqliteHistory), ("none", type(None))],
+)
+def test_history_url_selects_the_backend(tmp_path: Path, url: str, kind: type) -> None:
+    """Empty: SQLite under the state folder; sqlite:///: that file; none: no store."""
+    store = history_adapter.open_store(
+        Settings(state_dir=tmp_path, history_url=url.format(tmp=tmp_path))  # type: ignore[call-arg]
+    )
+    assert isinstance(store, kind)
+    if isinstance(store, SqliteHistory):
+        assert store.path.parent == tmp_path
+        store.close()
+
+
+def test_history_url_redis_selects_redis(redis_url: str) -> None:
+    s = history_adapter.open_store(Settings(history_url=redis_url))  # type: ignore[call-arg]
+    assert isinstance(s, RedisHistory)
+    s.close()
+
+
+def test_a_store_that_cannot_open_fails_calls_not_the_service(tmp_path: Path) -> None:
+    """The SQLite folder is a file: creating the store works (the service starts), each
+    call raises HistoryUnavailable, and once the path is usable the store opens."""
+    from sproxxo.errors import HistoryUnavailable
+
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state folder should be")
+    store = history_for(Settings(state_dir=blocker, history_url=""))  # type: ignore[call-arg]
+    assert isinstance(store, Reopening)
+    store._retry_seconds = 0.0  # retry at once (the default waits REOPEN_SECONDS)
+    with pytest.raises(HistoryUnavailable, match="cannot be opened"):
+        store.observe(["c"], [ev(HISTORY_T0, "a")])
+    blocker.unlink()
+    assert store.observe(["c"], [ev(HISTORY_T0, "a")])[0].features[IDX["card_tx_1h"]] == 0.0
+    store.close()
+
+
+def test_reopening_waits_between_attempts() -> None:
+    """While the store cannot open, calls fail at once without a new attempt until the
+    retry interval passes (a dead store costs no connect timeout per request)."""
+    from sproxxo.errors import HistoryUnavailable
+
+    attempts = []
+
+    def opener() -> HistoryStore:
+        attempts.append(1)
+        raise OSError("disk full")
+
+    store = Reopening(opener, retry_seconds=3600)
+    for _ in range(3):
+        with pytest.raises(HistoryUnavailable, match="disk full"):
+            store.observe(["c"], [ev(HISTORY_T0, "a")])
+    assert len(attempts) == 1
