@@ -132,6 +132,22 @@ def decide_all(
     return decisions, codes
 
 
+#: `_TAILS` joined with "|", as one object array indexed by band * 2**k + mask.
+_JOINED: Final = np.array(["|".join(codes) for tails in _TAILS for codes in tails], dtype=object)
+_DECISION_NAMES: Final = np.array([str(d) for d in _BY_BAND], dtype=object)
+
+
+def decide_without_rules(
+    probabilities: npt.NDArray[np.float64], fired: npt.NDArray[np.bool_], policy: Policy
+) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.object_]]:
+    """`decide_all` for transactions that break no business rule, as arrays: the decision
+    names and the reason codes joined with "|" (table lookups, no Python loop: bulk
+    re-scoring's path; a test proves it equal to `decide_all`)."""
+    bands = np.asarray(probability_band(probabilities, policy), dtype=np.intp)
+    masks = (fired @ _INDICATOR_BITS).astype(np.intp)
+    return _DECISION_NAMES[bands], _JOINED[bands * (1 << len(INDICATORS)) + masks]
+
+
 def expected_cost(
     probabilities: npt.NDArray[np.float64],
     labels: npt.NDArray[np.int_],

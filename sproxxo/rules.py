@@ -44,7 +44,7 @@ class Rule:
 
     name: str
     severity: Severity
-    breaks: Callable[[Mapping[str, Any], float], Any]  # (columns, now as epoch s) -> bool(s)
+    breaks: Callable[[Mapping[str, Any], Any], Any]  # (columns, now: epoch s, or one per row)
     explain: Callable[[Transaction], tuple[str, str]]  # -> (field, message)
 
     def violation(self, tx: Transaction) -> RuleViolation:

@@ -226,3 +226,18 @@ def test_policy_rejects_thresholds_outside_unit_interval(
     """Thresholds outside [0, 1] are refused."""
     with pytest.raises(ValidationError):
         Policy(review_at=review_at, decline_at=decline_at)
+
+
+def test_decide_without_rules_equals_decide_all() -> None:
+    """The table-lookup path of bulk re-scoring gives decide_all's decisions and reasons
+    for every band and every combination of fired indicators."""
+    from sproxxo.policy import decide_all, decide_without_rules
+
+    k = len(INDICATOR_NAMES)
+    fired = np.array(list(itertools.product([False, True], repeat=k)) * 3, dtype=np.bool_)
+    probabilities = np.repeat([0.05, 0.30, 0.95], 1 << k)
+    decisions, reasons = decide_all(probabilities, fired, [[] for _ in fired], POLICY)
+    names, joined = decide_without_rules(probabilities, fired, POLICY)
+    assert names.tolist() == [str(d) for d in decisions]
+    assert joined.tolist() == ["|".join(codes) for codes in reasons]
+    assert set(names.tolist()) == {"approve", "review", "decline"}

@@ -1,0 +1,46 @@
+"""Re-score transactions in bulk with a stored model, with the service's own answers.
+
+    python -m training.score --model sproxxo-fraud:latest --source file --path day.parquet \\
+        --history week-before.parquet --out .sproxxo/rescored/day.parquet
+    python -m training.score --model TAG --source bigquery --table p.d.tx \\
+        --since 2026-01-01 --until 2026-04-01 --history-days 7 --out q1.parquet
+
+Prints progress on stderr and a JSON summary (decision mix, score quantiles, rows/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sproxxo.jobs.cli import add_source_args, configure_logging, data_spec, run
+from sproxxo.jobs.rescore import rescore
+from sproxxo.settings import get_settings
+
+
+def _progress(done: int, total: int, seconds: float) -> None:
+    rate = done / seconds if seconds else 0.0
+    print(f"\rscored {done:,}/{total:,} rows ({rate:,.0f} rows/s)", end="", file=sys.stderr)
+    if done == total:
+        print(file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Score the data, write the answers, print the summary JSON."""
+    p = argparse.ArgumentParser(prog="python -m training.score", description=__doc__)
+    p.add_argument("--model", required=True, help="model tag, version or 'latest'")
+    p.add_argument("--out", type=Path, required=True, help="answers, .parquet or .csv")
+    add_source_args(p, rows=50_000, seed=2024)
+    args = p.parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    summary = rescore(args.model, data_spec(args), args.out, settings, progress=_progress)
+    print(json.dumps({"model": args.model, "out": str(args.out), **summary.as_dict()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
