@@ -23,6 +23,11 @@ How it measures:
 * server CPU per request = user + system CPU of the server's process tree during a run,
   divided by the requests it answered (steadier than req/s on a shared VM);
 * RSS = VmRSS (and VmHWM, the peak) of each process of the server's process tree.
+* card history: what a store call adds to a transaction, SQLite on a temp file and a real
+  `redis-server` on loopback (`load/history_bench.py`, which also measures memory per card);
+* bulk re-scoring (`training.score`'s path) in rows/s on one core;
+* cold start: `bentoml serve` to /readyz 200 for a trivial Bento and for this service,
+  alternated, after a warm-up start of each.
 
 Without `--store` a model is trained first into a temporary store (~20-40 s).
 """
@@ -504,6 +509,61 @@ def bench_service(
     return float(runs["max"]["rps"])
 
 
+TRIVIAL_SERVICE = """import bentoml
+
+
+@bentoml.service
+class Trivial:
+    @bentoml.api
+    def add(self, a: int, b: int) -> int:
+        return a + b
+"""
+
+
+def cold_start_rows(cfg: dict[str, Any], *, rounds: int = 2) -> list[Row]:
+    """Seconds from `bentoml serve` to a 200 on /readyz: a trivial Bento (one integer
+    endpoint) and this service, one worker each, alternated A B A B after one warm-up
+    start of each (which writes the bytecode caches a built image already has: this
+    machine sets PYTHONDONTWRITEBYTECODE, unset for these servers)."""
+    trivial_dir = cfg["work"] / "trivial"
+    trivial_dir.mkdir(exist_ok=True)
+    (trivial_dir / "trivial.py").write_text(TRIVIAL_SERVICE)
+    env = {**cfg["env"], "SPROXXO_MODEL_TAG": cfg["tag"], "PYTHONDONTWRITEBYTECODE": ""}
+    argv = [sys.executable, "-m", "bentoml", "serve", "trivial:Trivial"]
+    servers: dict[str, Callable[[], procs.Server]] = {
+        "trivial Bento": lambda: procs.Server(
+            [*argv, "--working-dir", str(trivial_dir)],
+            env=env,
+            log_path=cfg["work"] / "trivial.log",
+        ),
+        "Bento service": lambda: procs.Server.bentoml(env=env, log_path=cfg["work"] / "cold.log"),
+    }
+    times: dict[str, list[float]] = {name: [] for name in servers}
+    for attempt in range(rounds + 1):
+        for name, make in servers.items():
+            srv = make()
+            t0 = time.monotonic()
+            srv.start(timeout=180)
+            if attempt:  # the first round warms the bytecode caches
+                times[name].append(time.monotonic() - t0)
+            srv.stop()
+    trivial, ours = min(times["trivial Bento"]), min(times["Bento service"])
+    return [
+        Row(
+            "cold start",
+            "trivial Bento (one integer endpoint), serve -> /readyz 200",
+            note=", ".join(f"{t:.2f} s" for t in times["trivial Bento"]),
+        ),
+        Row(
+            "cold start",
+            "Bento service (model verified, compiled, parity checked), serve -> /readyz 200",
+            note=", ".join(f"{t:.2f} s" for t in times["Bento service"]),
+            target=f"≤ trivial + 1.5 s ({trivial + 1.5:.2f} s)",
+            ok=ours <= trivial + 1.5,
+        ),
+    ]
+
+
 def _service_runs(
     srv: procs.Server, d: Durations, singles: Path, batches: Path
 ) -> tuple[dict[str, dict[str, Any]], list[Any], list[Any]]:
@@ -709,6 +769,8 @@ def _run(args: argparse.Namespace, d: Durations, work: Path) -> int:
             row, rps = bench_baseline(cfg, mode=mode, workers=workers, d=d, singles=singles)
             report.add(row)
             best = max(best, rps)
+    print("cold start: trivial Bento vs this service ...", flush=True)
+    report.add(*cold_start_rows(cfg))
     top = 0.0
     for workers in args.workers:
         print(f"Bento service x{workers} ...", flush=True)

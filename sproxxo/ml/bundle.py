@@ -1,9 +1,16 @@
 """The model-bundle format: a fitted pipeline plus everything needed to trust it.
 
 A bundle directory holds `pipeline.pkl` (the sklearn Pipeline), `bundle.json` (its
-`BundleMetadata`) and `reference.parquet` (a sample of training features and scores for
-drift monitoring). Every file's SHA-256 is recorded in the metadata at save time and the
-pickle is verified against it *before* it is unpickled.
+`BundleMetadata`), `reference.parquet` (a sample of training features and scores for
+drift monitoring) and `compiled.npz` (the trees as flat arrays, `CompiledModel`). Every
+file's SHA-256 is recorded in the metadata at save time and the pickle is verified against
+it *before* it is unpickled.
+
+Loading serves from `compiled.npz` after checking it against the probabilities sklearn gave
+the reference sample at training, so a worker starts without importing scikit-learn
+(~1 s of a cold start); the verified pickle is unpickled on first use (the sklearn
+fallback, benchmarks). A bundle without `compiled.npz`, or whose arrays disagree with the
+reference, is unpickled at load and compiled and checked against sklearn as before.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -37,6 +45,7 @@ MODEL_NAME: Final = "sproxxo-fraud"
 PIPELINE_FILE: Final = "pipeline.pkl"
 MANIFEST_FILE: Final = "bundle.json"
 REFERENCE_FILE: Final = "reference.parquet"
+COMPILED_FILE: Final = "compiled.npz"
 
 
 class DataFingerprint(BaseModel):
@@ -115,7 +124,16 @@ def write_bundle(
     with (directory / PIPELINE_FILE).open("wb") as handle:
         pickle.dump(pipeline, handle, protocol=pickle.HIGHEST_PROTOCOL)
     reference.to_parquet(directory / REFERENCE_FILE, index=False)
-    checksums = {name: sha256_file(directory / name) for name in (PIPELINE_FILE, REFERENCE_FILE)}
+    names = [PIPELINE_FILE, REFERENCE_FILE]
+    try:
+        compiled = compile_model(pipeline[-1])
+    except (ValueError, AttributeError, TypeError) as exc:  # not a compilable ensemble
+        logger.warning("no compiled trees for this model (%s): it will load through sklearn", exc)
+    else:
+        with (directory / COMPILED_FILE).open("wb") as handle:
+            np.savez(handle, **compiled.to_arrays())  # type: ignore[arg-type]  # stub: **kwds
+        names.append(COMPILED_FILE)
+    checksums = {name: sha256_file(directory / name) for name in names}
     done = metadata.model_copy(update={"checksums": checksums})
     (directory / MANIFEST_FILE).write_text(done.model_dump_json(indent=2), encoding="utf-8")
     return done
@@ -162,17 +180,68 @@ def load_bundle(directory: Path, metadata: BundleMetadata, *, tag: str = "") -> 
     problems = verify_bundle(directory, metadata)
     if problems:
         raise ModelRefused(f"model {tag or directory} refused: " + "; ".join(problems))
-    try:
-        with (directory / PIPELINE_FILE).open("rb") as handle:
-            pipeline = pickle.load(handle)  # noqa: S301 - signature and sha256 verified first
-    except (pickle.UnpicklingError, ImportError, AttributeError, EOFError) as exc:
-        raise ModelRefused(f"model {tag or directory} refused: cannot unpickle ({exc})") from exc
-    return ModelBundle(
-        pipeline=pipeline,
-        metadata=metadata,
-        tag=tag,
-        compiled=_checked_compile(directory, pipeline),
-    )
+    raw = (directory / PIPELINE_FILE).read_bytes()
+    if hashlib.sha256(raw).hexdigest() != metadata.checksums[PIPELINE_FILE]:  # swapped since
+        raise ModelRefused(f"model {tag or directory} refused: {PIPELINE_FILE} changed")
+    pipeline = LazyPipeline(raw, name=tag or str(directory))
+    compiled = _stored_compiled(directory, metadata)
+    if compiled is None:
+        compiled = _checked_compile(directory, pipeline.load())
+    return ModelBundle(pipeline=pipeline, metadata=metadata, tag=tag, compiled=compiled)
+
+
+class LazyPipeline:
+    """The verified pickle's sklearn pipeline, unpickled on first use (which imports
+    scikit-learn); indexing and attributes reach the pipeline itself."""
+
+    def __init__(self, raw: bytes, *, name: str) -> None:
+        self._raw = raw
+        self._name = name
+        self._pipeline: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Any:
+        """The pipeline (unpickled once). Raises `ModelRefused` if it cannot be."""
+        with self._lock:
+            if self._pipeline is None:
+                try:
+                    self._pipeline = pickle.loads(self._raw)  # noqa: S301 - sha256 verified
+                except (pickle.UnpicklingError, ImportError, AttributeError, EOFError) as exc:
+                    raise ModelRefused(
+                        f"model {self._name} refused: cannot unpickle ({exc})"
+                    ) from exc
+            return self._pipeline
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.load()[index]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+
+def _stored_compiled(directory: Path, metadata: BundleMetadata) -> CompiledModel | None:
+    """The bundle's compiled trees, if it has them and they give the reference sample the
+    probabilities sklearn gave it at training (to the parity tolerance); else None."""
+    path = directory / COMPILED_FILE
+    ref_path = directory / REFERENCE_FILE
+    if COMPILED_FILE not in metadata.checksums or not ref_path.is_file():
+        return None
+    reference = pd.read_parquet(ref_path)
+    if "fraud_probability" not in reference.columns:  # nothing to check the arrays against
+        return None
+    with np.load(path, allow_pickle=False) as arrays:
+        compiled = CompiledModel.from_arrays(arrays)
+    matrix = reference[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    expected = reference["fraud_probability"].to_numpy(dtype=np.float64)
+    gap = float(np.abs(compiled.predict(matrix) - expected).max(initial=0.0))
+    if gap > PARITY_TOLERANCE:
+        logger.warning(
+            "stored compiled trees disagree with the reference by %.2e: recompiling", gap
+        )
+        return None
+    return compiled
 
 
 def _checked_compile(directory: Path, pipeline: Any) -> CompiledModel | None:

@@ -13,7 +13,7 @@ are the inner loop, so the CPU overlaps the walks of independent rows.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -117,6 +117,35 @@ class CompiledModel:
     depths: IntArray
     baseline: float
     calibrators: tuple[tuple[float, float], ...]  # (a, b): p = 1 / (1 + exp(a * raw + b))
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Plain arrays (for `numpy.savez`, no pickle): the inverse of `from_arrays`."""
+        return {
+            "feature": self.feature,
+            "threshold": self.threshold,
+            "nan_right": self.nan_right,
+            "left": self.left,
+            "value": self.value,
+            "roots": self.roots,
+            "depths": self.depths,
+            "baseline": np.array(self.baseline, dtype=np.float64),
+            "calibrators": np.array(self.calibrators, dtype=np.float64).reshape(-1, 2),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> CompiledModel:
+        """A compiled model from `to_arrays`' output, without scikit-learn."""
+        return cls(
+            feature=np.ascontiguousarray(arrays["feature"], dtype=np.intp),
+            threshold=np.ascontiguousarray(arrays["threshold"], dtype=np.float64),
+            nan_right=np.ascontiguousarray(arrays["nan_right"], dtype=np.bool_),
+            left=np.ascontiguousarray(arrays["left"], dtype=np.intp),
+            value=np.ascontiguousarray(arrays["value"], dtype=np.float64),
+            roots=np.ascontiguousarray(arrays["roots"], dtype=np.intp),
+            depths=np.ascontiguousarray(arrays["depths"], dtype=np.intp),
+            baseline=float(arrays["baseline"]),
+            calibrators=tuple((float(a), float(b)) for a, b in arrays["calibrators"]),
+        )
 
     def raw(self, x: FloatArray) -> FloatArray:
         """Sum of leaf values plus baseline for each row of `x` (n, features)."""

@@ -15,6 +15,7 @@ from sproxxo.errors import ModelUnavailable
 from sproxxo.features import FEATURE_NAMES, build_features
 from sproxxo.ml import bundle as bundle_module
 from sproxxo.ml.bundle import (
+    COMPILED_FILE,
     MANIFEST_FILE,
     PIPELINE_FILE,
     REFERENCE_FILE,
@@ -64,12 +65,13 @@ def written(tmp_path: Path, tiny: dict[str, Any]) -> tuple[Path, BundleMetadata]
 
 
 def test_write_bundle_records_checksums(written: tuple[Path, BundleMetadata]) -> None:
-    """write_bundle writes all three files and records the sha256 of the data files."""
+    """write_bundle writes the four files and records the sha256 of the data files."""
     directory, done = written
-    assert {p.name for p in directory.iterdir()} == {PIPELINE_FILE, MANIFEST_FILE, REFERENCE_FILE}
+    names = {PIPELINE_FILE, MANIFEST_FILE, REFERENCE_FILE, COMPILED_FILE}
+    assert {p.name for p in directory.iterdir()} == names
     assert done.checksums == {
-        PIPELINE_FILE: sha256_file(directory / PIPELINE_FILE),
-        REFERENCE_FILE: sha256_file(directory / REFERENCE_FILE),
+        name: sha256_file(directory / name)
+        for name in (PIPELINE_FILE, REFERENCE_FILE, COMPILED_FILE)
     }
     assert read_metadata(directory) == done
 
@@ -129,6 +131,7 @@ def no_unpickling(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("pickle.load called on an unverified bundle")
 
     monkeypatch.setattr(bundle_module.pickle, "load", forbidden)
+    monkeypatch.setattr(bundle_module.pickle, "loads", forbidden)
 
 
 def test_load_bundle_truncated_pickle_refused(
@@ -239,3 +242,63 @@ def test_read_metadata_without_manifest_refused(tmp_path: Path) -> None:
         read_metadata(tmp_path)
     with pytest.raises(ModelUnavailable, match=REFERENCE_FILE):
         read_reference(tmp_path)
+
+
+@pytest.fixture
+def scored_reference(tmp_path: Path, tiny: dict[str, Any]) -> tuple[Path, BundleMetadata]:
+    """A bundle whose reference sample carries the probabilities sklearn gave it (as
+    training writes it)."""
+    reference = tiny["reference"].assign(
+        fraud_probability=tiny["pipeline"][-1].predict_proba(tiny["reference"].to_numpy())[:, 1]
+    )
+    directory = tmp_path / "scored"
+    return directory, write_bundle(directory, tiny["pipeline"], tiny["metadata"], reference)
+
+
+def test_load_bundle_serves_from_stored_trees_without_unpickling(
+    scored_reference: tuple[Path, BundleMetadata],
+    tiny: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stored compiled trees that reproduce the reference probabilities serve the model:
+    nothing is unpickled at load (no scikit-learn import on a cold start), and the
+    pipeline is unpickled on first use, once."""
+    directory, done = scored_reference
+    calls: list[int] = []
+    real = pickle.loads
+    monkeypatch.setattr(bundle_module.pickle, "loads", lambda raw: calls.append(1) or real(raw))
+    loaded = load_bundle(directory, done, tag="sproxxo-fraud:stored")
+    assert calls == []
+    assert loaded.compiled is not None
+    test = tiny["test"]
+    expected = fraud_probability(tiny["pipeline"], test)
+    np.testing.assert_allclose(loaded.predict_matrix(build_features(test)), expected, atol=1e-9)
+    assert calls == []
+    assert loaded.pipeline[-1].predict_proba(build_features(test)).shape == (len(test), 2)
+    assert loaded.pipeline.predict_proba(test).shape == (len(test), 2)
+    assert calls == [1]
+
+
+def test_load_bundle_recompiles_when_stored_trees_disagree(
+    scored_reference: tuple[Path, BundleMetadata],
+    tiny: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Stored arrays that no longer give the reference probabilities (same checksum: a
+    bug in the runtime's kernel, say) are not served: the pipeline is unpickled and
+    compiled again, and checked against sklearn."""
+    directory, done = scored_reference
+    with np.load(directory / COMPILED_FILE) as arrays:
+        skewed = {k: arrays[k] for k in arrays.files}
+    skewed["baseline"] = skewed["baseline"] + 0.5
+    with (directory / COMPILED_FILE).open("wb") as handle:
+        np.savez(handle, **skewed)  # type: ignore[arg-type]
+    checksums = {**done.checksums, COMPILED_FILE: sha256_file(directory / COMPILED_FILE)}
+    done = done.model_copy(update={"checksums": checksums})
+    with caplog.at_level("WARNING", logger="sproxxo.ml.bundle"):
+        loaded = load_bundle(directory, done, tag="sproxxo-fraud:skewed-store")
+    assert "recompiling" in caplog.text
+    assert loaded.compiled is not None
+    expected = fraud_probability(tiny["pipeline"], tiny["test"])
+    got = loaded.predict_matrix(build_features(tiny["test"]))
+    np.testing.assert_allclose(got, expected, atol=1e-9)
