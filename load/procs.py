@@ -9,6 +9,7 @@ when its probe answers 200 (never a blind sleep), and is stopped with its whole 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -32,12 +33,17 @@ def free_port() -> int:
 
 
 def answers_200(url: str, *, timeout: float = 1.0) -> bool:
-    """Whether `url` answers 200 now."""
+    """Whether `url` answers 200 now (anything else, including a non-HTTP answer from
+    whatever holds the port, is "not yet")."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback
             return bool(resp.status == 200)
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return False
+
+
+class PortTaken(RuntimeError):
+    """The server could not bind its port: another process took it."""
 
 
 @dataclass
@@ -83,10 +89,32 @@ class Server:
         ready: Callable[[Server], bool] | None = None,
     ) -> Server:
         """Launch and wait until `probe` answers 200 (`/livez` for a server expected to come
-        up not ready), or until `ready(self)` is true for a server that is not HTTP."""
+        up not ready), or until `ready(self)` is true for a server that is not HTTP.
+
+        A free port is only free when it was looked up: if another process took it first
+        (BentoML's own process manager opens ZeroMQ sockets on random ports), the server
+        exits with "address already in use" and is started again on a new port, twice at
+        most. Whatever goes wrong, no process is left running."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout, probe=probe, ready=ready)
+            except PortTaken:
+                self.stop()
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _start_once(
+        self, timeout: float, *, probe: str, ready: Callable[[Server], bool] | None
+    ) -> Server:
         argv = [*(["taskset", "-c", self.cpus] if self.cpus else []), *self.argv]
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        start = self.log_path.stat().st_size if self.log_path and self.log_path.exists() else 0
         with (self.log_path or Path(os.devnull)).open("ab") as log:  # the child keeps its own
             self.process = subprocess.Popen(  # noqa: S603 - fixed argv
                 [*argv, "--port", str(self.port)],
@@ -99,13 +127,23 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}: {self.tail()}")
+                tail = self.tail()
+                if "address already in use" in self._log_since(start).lower():
+                    raise PortTaken(tail)
+                raise RuntimeError(f"server exited with {self.process.returncode}: {tail}")
             if ready(self) if ready else answers_200(f"{self.url}{probe}"):
                 return self
             with contextlib.suppress(subprocess.TimeoutExpired):  # a poll interval
                 self.process.wait(0.1)
         self.stop()
         raise RuntimeError(f"server not ready in {timeout}s: {self.tail()}")
+
+    def _log_since(self, offset: int) -> str:
+        if self.log_path and self.log_path.exists():
+            with self.log_path.open("rb") as handle:
+                handle.seek(offset)
+                return handle.read().decode(errors="replace")
+        return ""
 
     def tail(self, n: int = 3000) -> str:
         """End of the server log."""

@@ -22,7 +22,7 @@ print(json.dumps({"compiled": bundle.compiled is not None, "loaded": loaded}))
 
 
 def test_service_start_up_imports_no_heavy_library(model_tags: list[str]) -> None:
-    done = subprocess.run(  # noqa: S603 - fixed argv
+    done = subprocess.run(
         [sys.executable, "-c", PROBE, model_tags[0], *HEAVY],
         cwd=ROOT,
         capture_output=True,
