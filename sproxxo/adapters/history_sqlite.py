@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS profiles (
 """
 
 
+INIT_SECONDS: Final = 10.0
+
+
 class SqliteHistory:
     """`sproxxo.history.HistoryStore` over one SQLite file."""
 
@@ -52,10 +55,26 @@ class SqliteHistory:
         self._conn = sqlite3.connect(
             path, timeout=timeout_seconds, isolation_level=None, check_same_thread=False
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()  # one connection, used from the loop and from threads
+        self._initialise()
+
+    def _initialise(self, *, deadline_seconds: float = INIT_SECONDS) -> None:
+        """WAL mode and the tables. Several workers open a new file at the same moment, and
+        switching it to WAL or creating its tables can find it locked without SQLite's busy
+        handler being called: retried until the deadline (start-up, never a request)."""
+        deadline = time.monotonic() + deadline_seconds
+        while True:
+            try:
+                if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def observe(self, cards: Sequence[str], events: Sequence[Event]) -> list[CardView]:
         """History features and profile of each event's card (in order), recording the
