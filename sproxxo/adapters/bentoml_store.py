@@ -11,15 +11,17 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from sproxxo.errors import ModelNotFound, ModelRefused
 from sproxxo.ml.bundle import MODEL_NAME, BundleMetadata, ModelBundle, load_bundle, write_bundle
 from sproxxo.ml.signing import Signature, Signer, dev_verify_key, sign_manifest, verify_or_raise
 from sproxxo.settings import Settings
+
+if TYPE_CHECKING:  # pandas is not imported on the service's start-up path
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 

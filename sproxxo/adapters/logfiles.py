@@ -16,15 +16,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-import pandas as pd
 
 from sproxxo.features import FEATURE_NAMES
 from sproxxo.records import Chunk, Record, Sink, chunk_size
 from sproxxo.settings import Settings
+
+if TYPE_CHECKING:  # pandas is imported by the readers only, not on the service's start-up
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +146,8 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     """Chunks as one frame. A feature column is float64 in every chunk (null -> NaN: a
     chunk of cards without history holds only nulls there), and other all-null columns of
     a chunk are left to the concatenation to fill, so no chunk's nulls decide a dtype."""
+    import pandas as pd
+
     if not parts:
         return pd.DataFrame()
     columns = list(dict.fromkeys(c for part in parts for c in part.columns))
@@ -162,6 +166,8 @@ def read_log(
     """All records of a local prediction log (optionally within [since, until)).
 
     Torn lines are skipped; their number is in `frame.attrs["torn_lines"]`."""
+    import pandas as pd
+
     parts: list[pd.DataFrame] = []
     rows: list[Record] = []
     torn = [0]

@@ -21,11 +21,10 @@ import pickle
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from sproxxo.errors import ModelRefused, ModelUnavailable
@@ -35,7 +34,12 @@ from sproxxo.ml.versions import check_contract, runtime_versions
 from sproxxo.policy import Policy
 from sproxxo.schemas import SCHEMA_VERSION
 
+if TYPE_CHECKING:  # pandas is imported where bundles are written or checked by sklearn
+    import pandas as pd
+
 logger = logging.getLogger(__name__)
+#: Rows of the reference sample stored beside the compiled trees for the load-time check.
+PARITY_ROWS: Final = 256
 
 #: 2: the pipeline pickles `sproxxo.ml.training.FeatureBuilder` (format 1 had it at
 #: `sproxxo.model`, gone since the layered layout): older bundles are refused, retrain them.
@@ -130,8 +134,13 @@ def write_bundle(
     except (ValueError, AttributeError, TypeError) as exc:  # not a compilable ensemble
         logger.warning("no compiled trees for this model (%s): it will load through sklearn", exc)
     else:
+        arrays = compiled.to_arrays()
+        if "fraud_probability" in reference.columns:  # sklearn's answers, checked at load
+            sample = reference.head(PARITY_ROWS)
+            arrays["parity_x"] = sample[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+            arrays["parity_p"] = sample["fraud_probability"].to_numpy(dtype=np.float64)
         with (directory / COMPILED_FILE).open("wb") as handle:
-            np.savez(handle, **compiled.to_arrays())  # type: ignore[arg-type]  # stub: **kwds
+            np.savez(handle, **arrays)  # type: ignore[arg-type]  # stub: **kwds
         names.append(COMPILED_FILE)
     checksums = {name: sha256_file(directory / name) for name in names}
     done = metadata.model_copy(update={"checksums": checksums})
@@ -222,19 +231,16 @@ class LazyPipeline:
 
 
 def _stored_compiled(directory: Path, metadata: BundleMetadata) -> CompiledModel | None:
-    """The bundle's compiled trees, if it has them and they give the reference sample the
-    probabilities sklearn gave it at training (to the parity tolerance); else None."""
-    path = directory / COMPILED_FILE
-    ref_path = directory / REFERENCE_FILE
-    if COMPILED_FILE not in metadata.checksums or not ref_path.is_file():
+    """The bundle's compiled trees, if it has them and they give the stored reference rows
+    the probabilities sklearn gave them at training (to the parity tolerance); else None.
+    Reads one .npz: no pandas, no parquet, no scikit-learn on a worker's start-up."""
+    if COMPILED_FILE not in metadata.checksums:
         return None
-    reference = pd.read_parquet(ref_path)
-    if "fraud_probability" not in reference.columns:  # nothing to check the arrays against
-        return None
-    with np.load(path, allow_pickle=False) as arrays:
+    with np.load(directory / COMPILED_FILE, allow_pickle=False) as arrays:
+        if "parity_x" not in arrays.files:  # nothing to check the arrays against
+            return None
         compiled = CompiledModel.from_arrays(arrays)
-    matrix = reference[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
-    expected = reference["fraud_probability"].to_numpy(dtype=np.float64)
+        matrix, expected = arrays["parity_x"], arrays["parity_p"]
     gap = float(np.abs(compiled.predict(matrix) - expected).max(initial=0.0))
     if gap > PARITY_TOLERANCE:
         logger.warning(
@@ -247,6 +253,8 @@ def _stored_compiled(directory: Path, metadata: BundleMetadata) -> CompiledModel
 def _checked_compile(directory: Path, pipeline: Any) -> CompiledModel | None:
     """The compiled trees, re-checked against sklearn on the reference sample in *this*
     runtime (numba, CPU); on a disagreement the model serves through sklearn instead."""
+    import pandas as pd
+
     compiled = compile_model(pipeline[-1])
     path = directory / REFERENCE_FILE
     if not path.is_file():
@@ -266,6 +274,8 @@ def _checked_compile(directory: Path, pipeline: Any) -> CompiledModel | None:
 
 def read_reference(directory: Path) -> pd.DataFrame:
     """The reference sample (features, risk score, probability, decision) of a bundle."""
+    import pandas as pd
+
     path = directory / REFERENCE_FILE
     if not path.is_file():
         raise ModelUnavailable(f"{directory}: no reference sample ({REFERENCE_FILE})")

@@ -1,6 +1,8 @@
 """A worker's start-up path imports no heavy library it does not need: the service module
-and loading the champion (stored compiled trees) import neither scikit-learn (unpickled on
-first use only) nor MLflow, Evidently, matplotlib or the Google Cloud clients."""
+and loading the champion (stored compiled trees, checked against the parity rows stored
+with them) import neither scikit-learn (unpickled on first use only) nor pandas/pyarrow
+(the prediction-log readers and training use them) nor MLflow, Evidently, matplotlib or
+the Google Cloud clients."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("sklearn", "mlflow", "evidently", "matplotlib", "google.cloud.bigquery")
+HEAVY = ("sklearn", "pandas", "pyarrow", "mlflow", "evidently", "matplotlib", "google.cloud.bigquery")
 PROBE = """
 import json, sys
 import service
