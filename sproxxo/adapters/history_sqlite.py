@@ -6,6 +6,12 @@ batch: it takes the write lock, reads every card of the batch, applies
 `sproxxo.history.observe` event by event, writes the changed cards back and commits, so
 two workers scoring the same card serialise and lose no update. A lock held longer than
 `timeout_seconds` raises `sqlite3.OperationalError` (the caller scores without history).
+
+Decoding a busy card's events is most of a call's cost, so each store keeps the decoded
+state of the cards it wrote last (at most `DECODED_EVENTS` events, least recently used
+out: ~40 MB) with the exact text it wrote: a read reuses the decoded state only when the
+row holds that very text, so another worker's (or instance's) write, or a rolled-back one,
+is always decoded afresh.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -44,6 +51,8 @@ CREATE TABLE IF NOT EXISTS profiles (
 
 
 INIT_SECONDS: Final = 10.0
+#: Events (over all cards) whose decoded state a store keeps beside the text it wrote.
+DECODED_EVENTS: Final = 100_000
 
 
 class SqliteHistory:
@@ -56,6 +65,8 @@ class SqliteHistory:
             path, timeout=timeout_seconds, isolation_level=None, check_same_thread=False
         )
         self._lock = threading.Lock()  # one connection, used from the loop and from threads
+        self._decoded: OrderedDict[str, tuple[str, str, CardState]] = OrderedDict()
+        self._decoded_events = 0
         self._initialise()
 
     def _initialise(self, *, deadline_seconds: float = INIT_SECONDS) -> None:
@@ -118,17 +129,32 @@ class SqliteHistory:
             f"SELECT card_id, events, aggregates FROM cards WHERE card_id IN ({marks})",  # noqa: S608 - placeholders only
             tuple(cards),
         )
-        return {
-            card: state_from_parts(events.split("\n") if events else [], orjson.loads(aggs))
-            for card, events, aggs in rows
-        }
+        return {card: self._decode(card, events, aggs) for card, events, aggs in rows}
+
+    def _decode(self, card: str, events: str, aggregates: str) -> CardState:
+        known = self._decoded.get(card)
+        if known is not None and known[0] == events and known[1] == aggregates:
+            return known[2]  # the row holds exactly what this store wrote
+        return state_from_parts(events.split("\n") if events else [], orjson.loads(aggregates))
+
+    def _remember(self, card: str, events: str, aggregates: str, state: CardState) -> None:
+        old = self._decoded.pop(card, None)
+        if old is not None:
+            self._decoded_events -= len(old[2].events)
+        self._decoded[card] = (events, aggregates, state)
+        self._decoded_events += len(state.events)
+        while self._decoded_events > DECODED_EVENTS and self._decoded:
+            _, _, dropped = self._decoded.popitem(last=False)[1]
+            self._decoded_events -= len(dropped.events)
 
     def _write(self, states: dict[str, CardState]) -> None:
         now = int(time.time() * 1000)
         rows = []
         for card, state in states.items():
             events, aggregates = state_to_parts(state)
-            rows.append((card, "\n".join(events), orjson.dumps(aggregates).decode(), now))
+            text, aggs = "\n".join(events), orjson.dumps(aggregates).decode()
+            rows.append((card, text, aggs, now))
+            self._remember(card, text, aggs, state)
         self._conn.executemany(
             "INSERT OR REPLACE INTO cards (card_id, events, aggregates, updated_ms) "
             "VALUES (?, ?, ?, ?)",
