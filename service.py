@@ -29,6 +29,7 @@ from sproxxo.adapters import prometheus
 from sproxxo.adapters.history import history_for
 from sproxxo.adapters.logfiles import FileSink, sink_for
 from sproxxo.errors import SproxxoError
+from sproxxo.explanations import explain_requested
 from sproxxo.ml.bundle import MODEL_NAME
 from sproxxo.schemas import Assessment, BatchRequest, BatchResponse, Prediction, Transaction
 from sproxxo.serving import events, recording
@@ -37,6 +38,7 @@ from sproxxo.serving.guard import JSON_ROUTES, RequestGuard
 from sproxxo.serving.logfilter import ClientErrorLogFilter
 from sproxxo.serving.openapi import allowed_methods, documented_spec
 from sproxxo.serving.runtime import Runtime, service_config, start_runtime
+from sproxxo.serving.shadow import ShadowSlot
 from sproxxo.settings import get_settings
 
 SETTINGS = get_settings()
@@ -87,6 +89,50 @@ async def _method_not_allowed(request: Request, exc: HTTPException) -> Response:
     return JSONResponse({"detail": exc.detail}, 405, headers={"Allow": allowed})
 
 
+class ShadowResult(BaseModel):
+    """Outcome of setting or clearing the shadow: the shadow now and the one it replaced."""
+
+    shadow: str | None
+    previous: str | None
+
+
+def _shadow_slot() -> ShadowSlot:
+    shadow = _rt().shadow
+    if shadow is None:
+        raise HTTPException(status_code=503, detail="shadow scoring is not running")
+    return shadow.slot
+
+
+@admin.get("/models/shadow", response_model=ShadowResult, **_MODELS)
+async def get_shadow() -> ShadowResult:
+    """The model scoring the same traffic as the champion off the request path, if any."""
+    return ShadowResult(shadow=_shadow_slot().tag, previous=None)
+
+
+@admin.delete("/models/shadow", response_model=ShadowResult, **_MODELS)
+async def clear_shadow(x_admin_token: str | None = Header(default=None)) -> ShadowResult:
+    """Stop shadow scoring in every worker (admin token); persisted like the active model."""
+    _require_admin(x_admin_token)
+    previous = await _call(_shadow_slot().clear)
+    events.emit("shadow_cleared", previous=previous)
+    return ShadowResult(shadow=None, previous=previous)
+
+
+@admin.post("/models/{version}/shadow", response_model=ShadowResult, **_MODELS)
+async def set_shadow(
+    version: str, x_admin_token: str | None = Header(default=None)
+) -> ShadowResult:
+    """Score the same traffic with a version besides the champion, never changing an
+    answer (admin token): 404 absent, 409 the active model or a failed verification, 503
+    not persisted; every worker follows."""
+    _require_admin(x_admin_token)
+    tag = await _call(store.full_tag, version)
+    slot = _shadow_slot()
+    bundle, previous = await _call(functools.partial(slot.set, champion=_rt().active.tag), tag)
+    events.emit("shadow_set", model=bundle.tag, previous=previous)
+    return ShadowResult(shadow=bundle.tag, previous=previous)
+
+
 @admin.get("/models", response_model=list[store.ModelSummary], **_MODELS)
 async def list_models() -> list[store.ModelSummary]:
     """All model versions with stage, metrics and creation time (newest first)."""
@@ -111,6 +157,9 @@ async def delete_model(
     active = _rt().active
     if active.serves_anywhere(record.tag):
         raise HTTPException(status_code=409, detail=f"{record.tag} is the active model")
+    shadow = _rt().shadow
+    if shadow is not None and shadow.slot.shadows_anywhere(record.tag):
+        raise HTTPException(status_code=409, detail=f"{record.tag} is the shadow model")
     await _call(store.delete_model, record.tag)
     return record.summary(active.tag)
 
@@ -151,6 +200,12 @@ def _shipped_model() -> str:
     return f"{MODEL_NAME}:{version}" if version else ""
 
 
+def _explain_asked() -> bool:
+    """`?explain=true` (400 if not a boolean), from the request context: with a `ctx` parameter
+    BentoML 1.4.40 gives every Response ctx.response's status (200: `_unavailable` too)."""
+    return explain_requested(SERVICE.context.request.query_params)
+
+
 @bentoml.asgi_app(admin, path="/")
 @bentoml.service(**service_config(SETTINGS))
 class FraudScorer:
@@ -159,6 +214,10 @@ class FraudScorer:
     # `make bento` (SPROXXO_MODEL_TAG set) pins this version into the Bento and its image; at
     # run time the model slot loads it by that tag (`_shipped_model`), verified like any other.
     model_ref = bentoml.models.BentoModel(SETTINGS.model_tag or f"{MODEL_NAME}:latest")
+    # `make bento` with SPROXXO_SHADOW_MODEL_TAG set ships the challenger too; a tag the
+    # store lacks is left to the shadow slot to refuse (BentoML would not serve at all).
+    if SETTINGS.shadow_model_tag and store.exists(SETTINGS.shadow_model_tag):
+        shadow_ref = bentoml.models.BentoModel(store.full_tag(SETTINGS.shadow_model_tag))
 
     def __init__(self) -> None:
         global _runtime
@@ -202,7 +261,8 @@ class FraudScorer:
         t0 = time.perf_counter()
         if self.runtime.model is None:
             return self._unavailable()  # type: ignore[return-value]
-        record = await self.runtime.batcher.submit((transaction, recording.CURRENT.get()))
+        owner = recording.CURRENT.get()
+        record = await self.runtime.batcher.submit((transaction, owner, _explain_asked()))
         await self.runtime.injected_fault()
         record["latency_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
         return self._json(record)  # type: ignore[return-value]
@@ -223,7 +283,10 @@ class FraudScorer:
             return self._unavailable()  # type: ignore[return-value]
         # Off the event loop: single requests keep flowing and the 504 budget can fire.
         answer = await asyncio.to_thread(
-            self.runtime.answer_batch, request.transactions, recording.CURRENT.get()
+            self.runtime.answer_batch,
+            request.transactions,
+            recording.CURRENT.get(),
+            explain=_explain_asked(),
         )
         await self.runtime.injected_fault()
         answer["latency_ms"] = round((time.perf_counter() - t0) * 1e3, 3)

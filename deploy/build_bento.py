@@ -123,6 +123,13 @@ def bentofile() -> Path:
     return pinned
 
 
+def shadow_label() -> list[str]:
+    """`--label shadow_model_version=...` when SPROXXO_SHADOW_MODEL_TAG ships a challenger
+    (service.py declares it, so the build packs it beside the champion)."""
+    shadow = os.environ.get("SPROXXO_SHADOW_MODEL_TAG", "")
+    return ["--label", f"shadow_model_version={shadow.split(':')[-1]}"] if shadow else []
+
+
 def main() -> int:
     """Export, check, build; print the Bento tag last."""
     export_requirements()
@@ -148,6 +155,7 @@ def main() -> int:
             f"model_version={model_version}",
             "--label",
             "schema_version=1",
+            *shadow_label(),
             str(ROOT),
         ],
         check=True,

@@ -4,9 +4,11 @@
         --out reports/drift
 
 Writes `drift_report.html` (Evidently, self-contained), `drift_summary.json` and `drift.prom`
-(Prometheus textfile with the sproxxo_drift_* metrics) to --out. Exit codes: 0 no drift,
-7 drift, 8 empty or too small window, 3 unreadable data or missing columns, 4 no model or no
-reference sample (monitoring/README.md).
+(Prometheus textfile with the sproxxo_drift_* metrics) to --out. A column drifts when its
+test is significant (--p-value) and its effect size reaches the column's calibrated threshold
+(DRIFT_CRITERIA in sproxxo/adapters/evidently.py; card attributes once per card). Exit
+codes: 0 no drift, 7 drift, 8 empty or too small window, 3 unreadable data or missing
+columns, 4 no model or no reference sample (monitoring/README.md).
 """
 
 from __future__ import annotations
@@ -49,8 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 on drift (scheduled jobs: the metrics carry the result)",
     )
     defaults = DriftThresholds()
-    p.add_argument("--p-value", type=float, default=defaults.column_p_value)
-    p.add_argument("--drift-share", type=float, default=defaults.drift_share)
+    p.add_argument(
+        "--p-value",
+        type=float,
+        default=defaults.column_p_value,
+        help="significance a column's test needs (its effect size must also reach the "
+        "column's threshold)",
+    )
+    p.add_argument(
+        "--drift-share",
+        type=float,
+        default=defaults.drift_share,
+        help="share of the tested features that must drift to flag the window",
+    )
     p.add_argument("--min-rows", type=int, default=defaults.min_rows)
     return p
 

@@ -1,9 +1,10 @@
 """Which metric names exist, and which ones alerts and dashboards reference.
 
-Known names come from four places: the service's collectors (`sproxxo.adapters.prometheus`,
-read from the prometheus_client objects, with the sample suffixes each type exposes), BentoML's own
-request metrics, the drift job's exported names (`exported_metrics.txt`) and the GCP
-log-based metrics defined under `gcp/log_metrics/`. `referenced_metrics()` parses every
+Known names come from five places: alerts.yml's recording rules, the service's collectors
+(`sproxxo.adapters.prometheus`, read from the prometheus_client objects, with the sample
+suffixes each type exposes), BentoML's own request metrics, the batch jobs' exported names
+(`exported_metrics.txt`: drift and live quality) and the GCP log-based metrics defined
+under `gcp/log_metrics/`. `referenced_metrics()` parses every
 PromQL expression in alerts.yml, the Grafana dashboard and the GCP policies/dashboard.
 """
 
@@ -80,9 +81,14 @@ def service_metrics() -> set[str]:
 
 
 def drift_metrics() -> set[str]:
-    """Names the drift job writes (monitoring/exported_metrics.txt)."""
+    """Names the scheduled jobs write, not the service: the drift job's
+    (monitoring/exported_metrics.txt) and the live-quality job's
+    (`sproxxo.jobs.quality.LIVE_METRIC_NAMES`)."""
+    from sproxxo.jobs.quality import LIVE_METRIC_NAMES
+
     lines = EXPORTED.read_text(encoding="utf-8").splitlines()
-    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    drift = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    return drift | set(LIVE_METRIC_NAMES)
 
 
 def log_based_metrics() -> set[str]:
@@ -91,10 +97,17 @@ def log_based_metrics() -> set[str]:
     return {str(yaml.safe_load(f.read_text(encoding="utf-8"))["name"]) for f in files}
 
 
+def recorded_metrics() -> set[str]:
+    """Names that alerts.yml's recording rules make (e.g. sproxxo_shadow_agreement_ratio)."""
+    groups = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
+    return {str(rule["record"]) for group in groups for rule in group["rules"] if "record" in rule}
+
+
 def known_metrics() -> set[str]:
     """Every metric name an expression may use."""
     return (
         service_metrics()
+        | recorded_metrics()
         | drift_metrics()
         | log_based_metrics()
         | set(BENTOML_METRICS)

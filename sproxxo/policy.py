@@ -9,11 +9,15 @@ Thresholds are chosen at training time by expected cost and travel with the mode
   customer who may leave); a declined fraud costs nothing.
 
 Rule violations move the decision: a `decline`-severity violation declines, a
-`review`-severity one raises an approve to review. Reason codes name the top factors.
+`review`-severity one raises an approve to review. Reason codes name the top factors: the
+rules broken, the model's score band, then the fired indicators; where the decision is
+explained, the features that drove the model's score name the model's part instead
+(`with_model_codes`, `sproxxo.explanations`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -115,6 +119,20 @@ def reason_codes(
     return _codes(probability_band(probability, policy), mask, violations)
 
 
+#: The generic codes of the model's score band; model-driven codes take their place.
+MODEL_SCORE_CODES: Final = frozenset(code for codes in _MODEL_CODES for code in codes)
+
+
+def with_model_codes(codes: list[str], model_codes: Sequence[str]) -> list[str]:
+    """Reason codes with the generic model-score code (listed when the model's score reached
+    a threshold) replaced by the model-driven codes of the features that pushed the score
+    up (`sproxxo.explanations`), still at most MAX_REASON_CODES; unchanged without either."""
+    for i, code in enumerate(codes):
+        if code in MODEL_SCORE_CODES and model_codes:
+            return [*codes[:i], *model_codes, *codes[i + 1 :]][:MAX_REASON_CODES]
+    return codes
+
+
 def decide_all(
     probabilities: npt.NDArray[np.float64],
     fired: npt.NDArray[np.bool_],
@@ -130,6 +148,18 @@ def decide_all(
     ]
     codes = [_codes(b, m, v) for b, m, v in zip(bands, masks, violations, strict=True)]
     return decisions, codes
+
+
+def decision_names(
+    probabilities: npt.NDArray[np.float64], violations: list[list[RuleViolation]], policy: Policy
+) -> list[str]:
+    """The decisions of `decide_all` alone, as their names (a shadow model's decisions on
+    the champion's transactions: same rules, the shadow's probabilities and thresholds)."""
+    bands = probability_band(probabilities, policy).tolist()
+    return [
+        _BY_BAND[max(band, _rule_band(v))].value if v else _BY_BAND[band].value
+        for band, v in zip(bands, violations, strict=True)
+    ]
 
 
 #: `_TAILS` joined with "|", as one object array indexed by band * 2**k + mask.

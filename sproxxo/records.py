@@ -39,7 +39,14 @@ PREDICTION_LOG_SCHEMA: Final[tuple[tuple[str, str, str], ...]] = (
     *((name, "FLOAT64", "NULLABLE") for name in FEATURE_NAMES if name != "risk_score"),
     ("http_status", "INT64", "NULLABLE"),  # what the caller got (504: answered too late)
     ("synthetic", "BOOL", "NULLABLE"),  # load tests and canaries: excluded by monitoring
+    # Champion/challenger: the shadow model's answer to the same transaction (absent or null
+    # when no shadow is set, or when the shadow queue dropped the batch under load).
+    ("shadow_model_tag", "STRING", "NULLABLE"),
+    ("shadow_fraud_probability", "FLOAT64", "NULLABLE"),
+    ("shadow_decision", "STRING", "NULLABLE"),
 )
+#: The prediction-log columns the shadow model fills (`SHADOW_COLUMNS[i]` of the schema).
+SHADOW_COLUMNS: Final = ("shadow_model_tag", "shadow_fraud_probability", "shadow_decision")
 Record = dict[str, Any]
 #: Equal-length columns (lists or 1-d numpy arrays), one entry per record.
 Chunk = dict[str, Any]

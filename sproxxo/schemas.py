@@ -232,6 +232,42 @@ class HistorySummary(BaseModel):
     )
 
 
+class FeatureContribution(BaseModel):
+    """How much one feature moved the model's raw score for this transaction."""
+
+    model_config = ConfigDict(frozen=True)
+
+    feature: str = Field(description="a model feature (`sproxxo.features.FEATURE_NAMES`)")
+    value: float | None = Field(description="its value for this transaction; null when unknown")
+    contribution: float = Field(
+        description="log-odds it added to the raw score (positive: towards fraud)"
+    )
+
+
+class Explanation(BaseModel):
+    """Why the model scored the transaction as it did, exactly (TreeSHAP over the trees,
+    `sproxxo.explanations`): base_value + the listed contributions + other_contributions =
+    raw_score."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_value: float = Field(description="the raw score expected over the training data")
+    raw_score: float = Field(description="this transaction's raw score (log-odds, uncalibrated)")
+    contributions: list[FeatureContribution] = Field(
+        description="the largest contributions by magnitude, largest first"
+    )
+    other_contributions: float = Field(description="the sum of the other features' contributions")
+
+
+class ExplainQuery(BaseModel):
+    """The scoring routes' query string: `?explain=true` explains every answer, approves
+    included (reviews and declines always carry their explanation)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    explain: bool = False
+
+
 class Assessment(BaseModel):
     """Everything the core concludes about one transaction."""
 
@@ -248,6 +284,11 @@ class Assessment(BaseModel):
     history: HistorySummary | Literal["unavailable"] = Field(
         description="the card's history, or `unavailable` when the store could not answer "
         "(the model then scored with the history features missing)"
+    )
+    explanation: Explanation | None = Field(
+        default=None,
+        description="the features behind the model's score: every review and decline, and "
+        "any answer with `?explain=true`; absent otherwise (or when the model cannot explain)",
     )
 
 

@@ -3,7 +3,9 @@
 `score` works column-wise (one feature pass, one model call) and keeps its results as
 arrays; `Scored.records()` turns them into JSON-ready dicts shaped like `Assessment`
 without building a pydantic object per row, which is what makes 1,000-transaction
-batches cheap (a test checks that every record validates as an `Assessment`).
+batches cheap (a test checks that every record validates as an `Assessment`). Reviews,
+declines and the transactions whose caller asked are explained in one more model call over
+their rows (`sproxxo.explanations`); approves cost nothing more.
 """
 
 from __future__ import annotations
@@ -16,9 +18,16 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from sproxxo.explanations import (
+    Contributions,
+    Explained,
+    explanation_blocks,
+    model_reason_codes,
+    rows_to_explain,
+)
 from sproxxo.features import FEATURE_NAMES, Derived, columns_from_transactions, derive
 from sproxxo.history import HISTORY_FEATURES
-from sproxxo.policy import Policy, decide_all
+from sproxxo.policy import Policy, decide_all, with_model_codes
 from sproxxo.risk import INDICATORS
 from sproxxo.rules import find_violations
 from sproxxo.schemas import Decision, RuleViolation, Transaction
@@ -51,6 +60,10 @@ class Model(Protocol):
     def predict_matrix(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Calibrated P(fraud) for each row of a `build_features` matrix."""
 
+    def explain_matrix(self, matrix: npt.NDArray[np.float64]) -> Contributions | None:
+        """Each row's feature contributions to the raw score; None when the model cannot
+        explain itself."""
+
 
 @dataclass(frozen=True)
 class Scored:
@@ -64,6 +77,7 @@ class Scored:
     decisions: list[Decision]
     reasons: list[list[str]]
     model_tag: str
+    explained: Explained | None = None
 
     def history(self) -> list[dict[str, Any] | str]:
         """The `history` block of each answer: the card's recent use, or `unavailable`
@@ -85,7 +99,9 @@ class Scored:
         ]
 
     def records(self) -> list[dict[str, Any]]:
-        """One JSON-ready dict per transaction, with exactly `Assessment`'s fields."""
+        """One JSON-ready dict per transaction, with exactly `Assessment`'s fields; only
+        the explained ones carry `explanation` (absent, not null: BentoML 1.4.40 documents
+        the /predict answer with the field's first type only, `_flatten_field`)."""
         n, k = self.derived.fired.shape
         # Every indicator entry in one flat pass, then k per transaction.
         flat = [
@@ -97,7 +113,7 @@ class Scored:
                 strict=True,
             )
         ]
-        return [
+        records = [
             {
                 "transaction_id": tx.transaction_id,
                 "valid": not broken,
@@ -121,6 +137,9 @@ class Scored:
                 strict=True,
             )
         ]
+        for row, block in explanation_blocks(self.explained, self.derived.matrix).items():
+            records[row]["explanation"] = block
+        return records
 
 
 def score(
@@ -130,8 +149,10 @@ def score(
     now: datetime,
     columns: dict[str, list[Any]] | None = None,
     history: Sequence[Sequence[float]] | None = None,
+    explain: Sequence[bool] | bool = False,
 ) -> Scored:
-    """Rules, features, one model call and the decision policy for validated transactions.
+    """Rules, features, one model call and the decision policy for validated transactions,
+    and the explanations of reviews, declines and the rows of `explain` (all when True).
 
     `columns`: their canonical columns if already made; `history`: each transaction's
     history features (`sproxxo.history`, from the store), None scores them as unknown."""
@@ -143,9 +164,42 @@ def score(
     probabilities = model.predict_matrix(derived.matrix)
     violations = find_violations(columns, transactions, now=now)
     decisions, reasons = decide_all(probabilities, derived.fired, violations, model.policy)
-    return Scored(
-        transactions, columns, derived, probabilities, violations, decisions, reasons, model.tag
+    explained, reasons = explain_decisions(
+        model, derived.matrix, decisions, reasons, requested=explain
     )
+    return Scored(
+        transactions,
+        columns,
+        derived,
+        probabilities,
+        violations,
+        decisions,
+        reasons,
+        model.tag,
+        explained,
+    )
+
+
+def explain_decisions(
+    model: Model,
+    matrix: npt.NDArray[np.float64],
+    decisions: Sequence[str],
+    reasons: list[list[str]],
+    *,
+    requested: Sequence[bool] | bool = False,
+) -> tuple[Explained | None, list[list[str]]]:
+    """The explanations of the rows to explain (reviews, declines, requested) in one model
+    call, and the reason codes with the model-driven codes in the model's place (a new
+    list; `reasons` is not changed). None and `reasons` when there is nothing to explain or
+    the model cannot explain."""
+    rows = rows_to_explain(decisions, requested)
+    found = model.explain_matrix(matrix[rows]) if len(rows) else None
+    if found is None:
+        return None, reasons
+    codes = list(reasons)
+    for row, model_codes in zip(rows.tolist(), model_reason_codes(found.by_feature), strict=True):
+        codes[row] = with_model_codes(codes[row], model_codes)
+    return Explained(rows, found), codes
 
 
 def _known(value: float) -> float | None:

@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     )
     bigquery_project: str = ""
     bigquery_predictions_table: str = ""
+    bigquery_labels_table: str = Field(
+        default="",
+        description="Delayed labels in BigQuery (transaction_id, is_fraud, reported_at) that "
+        "the live-quality job joins to the prediction log",
+    )
+    pushgateway_url: str = Field(
+        default="",
+        description="Prometheus Pushgateway the batch jobs push their gauges to "
+        "(e.g. http://127.0.0.1:9091); empty = no push",
+    )
 
     history_url: str = Field(
         default="",
@@ -65,6 +75,18 @@ class Settings(BaseSettings):
         le=1,
         description="Budget of one card-history store call; past it the transaction is "
         "scored without history (never failed)",
+    )
+    shadow_model_tag: str = Field(
+        default="",
+        description="A stored model that scores the same traffic off the request path "
+        "(champion/challenger); an operator's POST /models/{version}/shadow or DELETE "
+        "/models/shadow, persisted in the state folder, takes precedence",
+    )
+    shadow_queue_size: int = Field(
+        default=64,
+        ge=1,
+        description="Scored batches waiting for the shadow model; past it batches are "
+        "logged without a shadow score (counted), never delaying an answer",
     )
     workers: int = Field(default=1, ge=1, le=8, description="BentoML worker processes")
     access_log: bool = Field(

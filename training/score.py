@@ -33,11 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.score", description=__doc__)
     p.add_argument("--model", required=True, help="model tag, version or 'latest'")
     p.add_argument("--out", type=Path, required=True, help="answers, .parquet or .csv")
+    p.add_argument(
+        "--no-explain", action="store_true", help="generic model reason codes (4x faster)"
+    )
     add_source_args(p, rows=50_000, seed=2024)
     args = p.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level)
-    summary = rescore(args.model, data_spec(args), args.out, settings, progress=_progress)
+    spec, explain = data_spec(args), not args.no_explain
+    summary = rescore(args.model, spec, args.out, settings, progress=_progress, explain=explain)
     print(json.dumps({"model": args.model, "out": str(args.out), **summary.as_dict()}, indent=2))
     return 0
 

@@ -87,6 +87,15 @@ def full_tag(tag: str) -> str:
     return str(_get(tag if ":" in tag else f"{MODEL_NAME}:{tag}").tag)
 
 
+def exists(tag: str) -> bool:
+    """Whether the store holds `tag` (`name:version`, a bare version or `latest`)."""
+    try:
+        full_tag(tag)
+    except ModelNotFound:
+        return False
+    return True
+
+
 def save_model(
     pipeline: Any,
     metadata: BundleMetadata,

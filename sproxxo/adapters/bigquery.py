@@ -6,6 +6,12 @@ Rows are selected on the half-open range `since <= event_time < until`, passed a
 parameters. A table id cannot be a parameter, so it must match `TABLE_ID_PATTERN` before
 it is quoted into SQL. `google.cloud` is imported inside functions only, so that
 `import sproxxo` never pulls it in.
+
+Live model quality (`quality_tallies`) is one query: the delayed-labels table
+(`LABELS_TABLE_SCHEMA`) joined to the prediction log over a window of `logged_at`, counted
+per model tag and role (the champion's `model_tag`/`decision`, the shadow's
+`shadow_model_tag`/`shadow_decision`); `sproxxo.jobs.quality` turns the counts into
+precision, recall and expected cost, the same way it does for the local files.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import pandas as pd
 from sproxxo.errors import DataSourceError
 from sproxxo.features import CANONICAL_COLUMNS, LABEL_COLUMN
 from sproxxo.records import records_of
+from sproxxo.schemas import Decision
 from sproxxo.sources.files import check_frame
 
 if TYPE_CHECKING:
@@ -56,6 +63,66 @@ _DTYPES: Final[dict[str, str]] = {
     LABEL_COLUMN: "int64",
 }
 _MAX_ERRORS_SHOWN: Final = 3
+#: The delayed-labels table: one row per report (the latest `reported_at` of a transaction
+#: wins), `is_fraud` 0 or 1, like the label files `monitoring.labels ingest` reads.
+LABELS_TABLE_SCHEMA: Final = (
+    ("transaction_id", "STRING", "REQUIRED"),
+    ("is_fraud", "INT64", "REQUIRED"),
+    ("reported_at", "TIMESTAMP", "REQUIRED"),
+)
+#: What `quality_tallies` returns per (model_tag, role): the counts behind precision, recall
+#: and expected cost (`sproxxo.jobs.quality.Tally`).
+TALLY_COLUMNS: Final = (
+    "model_tag",
+    "role",
+    "labelled",
+    "frauds",
+    "flagged",
+    "flagged_frauds",
+    "declined",
+    "declined_frauds",
+    "reviewed",
+    "missed_fraud_amount",
+)
+#: Labels joined to the predictions logged in [@since, @until), counted per model tag and
+#: role. The latest log record and the latest label of a transaction count; synthetic
+#: traffic does not. `quality_sql` fills in the table ids and the decision values.
+QUALITY_SQL: Final = """
+WITH predictions AS (
+  SELECT transaction_id, model_tag, decision, shadow_model_tag, shadow_decision, amount
+  FROM `{log}`
+  WHERE logged_at >= @since AND logged_at < @until AND NOT IFNULL(synthetic, FALSE)
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY logged_at DESC) = 1
+),
+labels AS (
+  SELECT transaction_id, is_fraud
+  FROM `{labels}`
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY reported_at DESC) = 1
+),
+judged AS (
+  SELECT 'champion' AS role, p.model_tag, p.decision, p.amount, l.is_fraud
+  FROM predictions AS p JOIN labels AS l USING (transaction_id)
+  UNION ALL
+  SELECT 'shadow' AS role, p.shadow_model_tag, p.shadow_decision, p.amount, l.is_fraud
+  FROM predictions AS p JOIN labels AS l USING (transaction_id)
+  WHERE p.shadow_model_tag IS NOT NULL AND p.shadow_decision IS NOT NULL
+)
+SELECT
+  model_tag,
+  role,
+  COUNT(*) AS labelled,
+  COUNTIF(is_fraud = 1) AS frauds,
+  COUNTIF(decision IN ({flagged})) AS flagged,
+  COUNTIF(decision IN ({flagged}) AND is_fraud = 1) AS flagged_frauds,
+  COUNTIF(decision = {decline}) AS declined,
+  COUNTIF(decision = {decline} AND is_fraud = 1) AS declined_frauds,
+  COUNTIF(decision = {review}) AS reviewed,
+  IFNULL(SUM(IF(decision = {approve} AND is_fraud = 1, IFNULL(amount, 0), 0)), 0)
+    AS missed_fraud_amount
+FROM judged
+GROUP BY model_tag, role
+ORDER BY role, model_tag
+"""
 
 
 def validate_table_id(table: str) -> str:
@@ -240,6 +307,64 @@ def read_predictions(
             lambda t: t.isoformat()
         )
     return frame
+
+
+def _window_config(since: datetime, until: datetime) -> Any:
+    from google.cloud import bigquery
+
+    return bigquery.QueryJobConfig(
+        query_parameters=[
+            bigquery.ScalarQueryParameter("since", "TIMESTAMP", since),
+            bigquery.ScalarQueryParameter("until", "TIMESTAMP", until),
+        ]
+    )
+
+
+def quality_sql(log_table: str, labels_table: str) -> str:
+    """`QUALITY_SQL` over two validated table ids (identifiers quoted, values parameters)."""
+    review, decline = _quoted(Decision.REVIEW), _quoted(Decision.DECLINE)
+    return QUALITY_SQL.format(
+        log=validate_table_id(log_table),
+        labels=validate_table_id(labels_table),
+        flagged=f"{review}, {decline}",
+        approve=_quoted(Decision.APPROVE),
+        review=review,
+        decline=decline,
+    )
+
+
+def _quoted(decision: Decision) -> str:
+    return f"'{decision.value}'"
+
+
+def quality_tallies(
+    log_table: str, labels_table: str, *, since: datetime, until: datetime, client: Any = None
+) -> pd.DataFrame:
+    """`TALLY_COLUMNS` per (model_tag, role) of the labelled predictions logged in
+    [since, until), computed in BigQuery (`quality_sql`); raises DataSourceError."""
+    sql = quality_sql(log_table, labels_table)
+    client = client if client is not None else make_client(log_table.split(".", 1)[0])
+    with _api_errors(f"{log_table} joined to {labels_table}"):
+        job = client.query(sql, job_config=_window_config(since, until))
+        frame: pd.DataFrame = job.to_dataframe(create_bqstorage_client=False)
+    return frame.reindex(columns=list(TALLY_COLUMNS))
+
+
+def read_label_table(table: str, *, client: Any = None) -> pd.DataFrame:
+    """The latest label of every transaction in a labels table (`LABELS_TABLE_SCHEMA`), with
+    a UTC `reported_at`, like `sproxxo.jobs.labels.read_labels` gives for the local files."""
+    validate_table_id(table)
+    client = client if client is not None else make_client(table.split(".", 1)[0])
+    sql = (
+        f"SELECT transaction_id, is_fraud, reported_at FROM `{table}` "  # noqa: S608 - id validated
+        "QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY reported_at DESC) = 1"
+    )
+    with _api_errors(table):
+        frame: pd.DataFrame = client.query(sql).to_dataframe(create_bqstorage_client=False)
+    return frame.assign(
+        is_fraud=frame["is_fraud"].astype("int64"),
+        reported_at=pd.to_datetime(frame["reported_at"], utc=True),
+    )
 
 
 class BigQueryPredictionSink:

@@ -9,6 +9,7 @@ Shed (429), timed-out (504) and in-flight requests are BentoML's own metrics
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 from typing import Final
 
@@ -72,6 +73,16 @@ HISTORY_SECONDS = Histogram(
 HISTORY_UNAVAILABLE = Counter(
     "sproxxo_history_unavailable_total",
     "Transactions scored without card history because the store failed or timed out",
+)
+SHADOW_DECISIONS = Counter(
+    "sproxxo_shadow_decisions_total",
+    "Transactions the shadow model scored, by the champion's and the shadow's decision "
+    "(agreement: champion == shadow; Prometheus records sproxxo_shadow_agreement_ratio)",
+    ["champion", "shadow", "agree", "model_version"],
+)
+SHADOW_DROPPED = Counter(
+    "sproxxo_shadow_dropped_total",
+    "Transactions logged without a shadow score because the shadow queue was full",
 )
 LOG_EVENTS_SUPPRESSED = Counter(
     "sproxxo_log_events_suppressed_total",
@@ -191,3 +202,12 @@ class PrometheusObserver:
         HISTORY_SECONDS.observe(seconds)
         if not ok:
             HISTORY_UNAVAILABLE.inc(n)
+
+    def shadow_scored(self, champion: list[str], shadow: list[str], version: str) -> None:
+        """The shadow's decisions beside the champion's, as pair counts."""
+        for (mine, theirs), n in collections.Counter(zip(champion, shadow, strict=True)).items():
+            SHADOW_DECISIONS.labels(mine, theirs, str(mine == theirs).lower(), version).inc(n)
+
+    def shadow_dropped(self, n: int) -> None:
+        """Transactions the full shadow queue let through unscored by the shadow."""
+        SHADOW_DROPPED.inc(n)

@@ -3,7 +3,9 @@
 Writes `drift_report.html` (Evidently, self-contained), `drift_summary.json` and `drift.prom`
 (Prometheus textfile with the sproxxo_drift_* metrics named in
 monitoring/exported_metrics.txt) to the output folder, and optionally publishes the metrics
-to Cloud Monitoring. The statistics and thresholds are in `sproxxo.adapters.evidently`.
+to Cloud Monitoring. The statistics and thresholds are in `sproxxo.adapters.evidently`
+(`DRIFT_CRITERIA`); the window's span tells it which columns the window can speak for (a
+day of traffic holds one or two weekdays: `weekday` needs a week).
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ class DriftRequest:
     gcp_project: str = ""
     thresholds: DriftThresholds = field(default_factory=DriftThresholds)
 
+    @property
+    def window_hours(self) -> float:
+        """The span of the window in hours."""
+        return (self.until - self.since).total_seconds() / 3600.0
+
 
 def drift(request: DriftRequest, settings: Settings) -> tuple[DriftSummary, Path]:
     """Run the drift report of the window; returns the summary and the report folder."""
@@ -62,7 +69,9 @@ def drift(request: DriftRequest, settings: Settings) -> tuple[DriftSummary, Path
     )
     if tag and not request.all_models:
         current = only_model(current, tag)
-    report = drift_report(reference, current, thresholds=request.thresholds)
+    report = drift_report(
+        reference, current, thresholds=request.thresholds, window_hours=request.window_hours
+    )
     out = request.out or settings.reports_dir / "drift" / f"{request.until:%Y%m%dT%H%M%SZ}"
     out.mkdir(parents=True, exist_ok=True)
     report.save_html(out / HTML_FILE)
@@ -163,8 +172,9 @@ def verdict(summary: DriftSummary, out: Path) -> str:
     """One line for humans and logs."""
     state = "DRIFT" if summary.drift_detected else "no drift"
     drifted = ", ".join(summary.drifted_features) or "none"
+    tested = len(summary.tested_features)
     return (
-        f"{state}: share={summary.drift_share:.2f} "
+        f"{state}: share={summary.drift_share:.2f} of {tested} tested features "
         f"(alert at {summary.thresholds.drift_share:g}) features=[{drifted}] "
         f"prediction_drift={summary.prediction_drift} rows={summary.current_rows} -> {out}"
     )

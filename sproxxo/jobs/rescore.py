@@ -30,7 +30,7 @@ from sproxxo.jobs.train import load_frame, use_store
 from sproxxo.policy import decide_all, decide_without_rules
 from sproxxo.rules import RULES
 from sproxxo.schemas import RuleViolation, Transaction
-from sproxxo.scoring import Model
+from sproxxo.scoring import Model, explain_decisions
 from sproxxo.settings import Settings
 
 CHUNK_ROWS: Final = 100_000
@@ -54,14 +54,17 @@ def rescore_frame(
     *,
     chunk_rows: int = CHUNK_ROWS,
     progress: Progress | None = None,
+    explain: bool = True,
 ) -> pd.DataFrame:
     """One answer row per transaction of a canonical frame (with its history features),
     in the frame's order: probability, risk score, decision, reason codes (`|`-joined) and
-    the rules broken."""
+    the rules broken. `explain=False` keeps the score band's generic model code on reviews
+    and declines instead of the model-driven codes the service gives (~0.5 ms of TreeSHAP
+    per flagged row: 4x the whole model path at a 2% flag rate)."""
     parts = []
     t0 = time.perf_counter()
     for start in range(0, len(frame), chunk_rows):
-        parts.append(_chunk(frame.iloc[start : start + chunk_rows], model))
+        parts.append(_chunk(frame.iloc[start : start + chunk_rows], model, explain=explain))
         if progress is not None:
             progress(min(start + chunk_rows, len(frame)), len(frame), time.perf_counter() - t0)
     if not parts:
@@ -69,7 +72,7 @@ def rescore_frame(
     return pd.concat(parts, ignore_index=True)
 
 
-def _chunk(part: pd.DataFrame, model: Model) -> pd.DataFrame:
+def _chunk(part: pd.DataFrame, model: Model, *, explain: bool) -> pd.DataFrame:
     columns: dict[str, Any] = {c: part[c].to_numpy() for c in part.columns}
     derived = derive(columns)
     probabilities = model.predict_matrix(derived.matrix)
@@ -87,6 +90,12 @@ def _chunk(part: pd.DataFrame, model: Model) -> pd.DataFrame:
         decisions[broken] = [str(x) for x in d]
         reasons[broken] = ["|".join(codes) for codes in r]
         rules[broken] = ["|".join(v.rule for v in vs) for vs in found]
+    flagged = np.flatnonzero(decisions != "approve") if explain else np.array([], dtype=np.intp)
+    if len(flagged):  # the model-driven reason codes of reviews and declines, as served
+        listed = [reasons[i].split("|") for i in flagged.tolist()]
+        picked = decisions[flagged].tolist()
+        _, codes = explain_decisions(model, derived.matrix[flagged], picked, listed)
+        reasons[flagged] = ["|".join(c) for c in codes]
     return pd.DataFrame(
         {
             "transaction_id": part["transaction_id"].to_numpy(),
@@ -164,7 +173,13 @@ def write_answers(answers: pd.DataFrame, out: Path) -> None:
 
 
 def rescore(
-    tag: str, data: DataSpec, out: Path, settings: Settings, *, progress: Progress | None = None
+    tag: str,
+    data: DataSpec,
+    out: Path,
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+    explain: bool = True,
 ) -> Summary:
     """Score the data source with a stored model (checksums and dependency contract checked),
     write the answers to `out`, return the summary."""
@@ -174,7 +189,9 @@ def rescore(
     # a challenger is re-scored before it is promoted and signed)
     frame = load_frame(data, settings).sort_values(["epoch_seconds", "transaction_id"])
     t0 = time.perf_counter()
-    answers = rescore_frame(frame.reset_index(drop=True), bundle, progress=progress)
+    answers = rescore_frame(
+        frame.reset_index(drop=True), bundle, progress=progress, explain=explain
+    )
     seconds = time.perf_counter() - t0
     write_answers(answers, out)
     return summarise(answers, seconds)

@@ -10,7 +10,9 @@ Loading serves from `compiled.npz` after checking it against the probabilities s
 the reference sample at training, so a worker starts without importing scikit-learn
 (~1 s of a cold start); the verified pickle is unpickled on first use (the sklearn
 fallback, benchmarks). A bundle without `compiled.npz`, or whose arrays disagree with the
-reference, is unpickled at load and compiled and checked against sklearn as before.
+reference, is unpickled at load and compiled and checked against sklearn as before; so is a
+bundle written before the arrays carried the node covers that explanations need (it then
+explains like a new one, at the cost of the sklearn import on start-up).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import pickle
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -28,7 +31,9 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from sproxxo.errors import ModelRefused, ModelUnavailable
+from sproxxo.explanations import Contributions
 from sproxxo.features import FEATURE_NAMES
+from sproxxo.ml import explain
 from sproxxo.ml.compiled_trees import PARITY_TOLERANCE, CompiledModel, compile_model, parity_gap
 from sproxxo.ml.versions import check_contract, runtime_versions
 from sproxxo.policy import Policy
@@ -109,6 +114,22 @@ class ModelBundle:
         if self.compiled is None:
             return np.asarray(self.pipeline[-1].predict_proba(matrix)[:, 1], dtype=np.float64)
         return self.compiled.predict(matrix)
+
+    def explain_matrix(self, matrix: npt.NDArray[np.float64]) -> Contributions | None:
+        """Each row's exact feature contributions to its raw score (TreeSHAP over the
+        compiled trees); None when the model serves through sklearn (no compiled trees)."""
+        if self.compiled is None or not explain.can_explain(self.compiled):
+            return None
+        return Contributions(
+            base_value=self._base_value,
+            raw_scores=self.compiled.raw(matrix),
+            by_feature=explain.shap_values(self.compiled, matrix),
+        )
+
+    @cached_property
+    def _base_value(self) -> float:
+        assert self.compiled is not None  # noqa: S101 - only explain_matrix asks, after checking
+        return explain.base_value(self.compiled)
 
 
 def sha256_file(path: Path) -> str:
@@ -196,7 +217,9 @@ def load_bundle(directory: Path, metadata: BundleMetadata, *, tag: str = "") -> 
     compiled = _stored_compiled(directory, metadata)
     if compiled is None:
         compiled = _checked_compile(directory, pipeline.load())
-    return ModelBundle(pipeline=pipeline, metadata=metadata, tag=tag, compiled=compiled)
+    bundle = ModelBundle(pipeline=pipeline, metadata=metadata, tag=tag, compiled=compiled)
+    bundle.explain_matrix(np.zeros((1, len(FEATURE_NAMES))))  # compile (or load) the kernel now
+    return bundle
 
 
 class LazyPipeline:
@@ -238,6 +261,9 @@ def _stored_compiled(directory: Path, metadata: BundleMetadata) -> CompiledModel
         return None
     with np.load(directory / COMPILED_FILE, allow_pickle=False) as arrays:
         if "parity_x" not in arrays.files:  # nothing to check the arrays against
+            return None
+        if "cover" not in arrays.files:  # written before the covers: explanations need them
+            logger.warning("stored compiled trees have no node covers: recompiling")
             return None
         compiled = CompiledModel.from_arrays(arrays)
         matrix, expected = arrays["parity_x"], arrays["parity_p"]

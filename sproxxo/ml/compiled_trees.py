@@ -117,10 +117,14 @@ class CompiledModel:
     depths: IntArray
     baseline: float
     calibrators: tuple[tuple[float, float], ...]  # (a, b): p = 1 / (1 + exp(a * raw + b))
+    #: Training samples that reached each node (sklearn's `count`): what explanations weigh
+    #: the branches x does not take by (sproxxo.ml.explain). None in bundles written before.
+    cover: FloatArray | None = None
 
     def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
         """Plain arrays (for `numpy.savez`, no pickle): the inverse of `from_arrays`."""
-        return {
+        covers = {} if self.cover is None else {"cover": self.cover}
+        return covers | {
             "feature": self.feature,
             "threshold": self.threshold,
             "nan_right": self.nan_right,
@@ -145,6 +149,11 @@ class CompiledModel:
             depths=np.ascontiguousarray(arrays["depths"], dtype=np.intp),
             baseline=float(arrays["baseline"]),
             calibrators=tuple((float(a), float(b)) for a, b in arrays["calibrators"]),
+            cover=(
+                np.ascontiguousarray(arrays["cover"], dtype=np.float64)
+                if "cover" in arrays
+                else None
+            ),
         )
 
     def raw(self, x: FloatArray) -> FloatArray:
@@ -211,7 +220,8 @@ def _unwrap(estimator: Any) -> Any:
 
 
 def _flatten(hgb: Any, calibrators: tuple[tuple[float, float], ...]) -> CompiledModel:
-    features, thresholds, nan_right, lefts, values, roots, depths = [], [], [], [], [], [], []
+    features, thresholds, nan_right, lefts, values, covers = [], [], [], [], [], []
+    roots, depths = [], []
     offset = 0
     for (predictor,) in hgb._predictors:
         nodes = predictor.nodes
@@ -225,6 +235,7 @@ def _flatten(hgb: Any, calibrators: tuple[tuple[float, float], ...]) -> Compiled
         nan_right.append(~np.where(leaf, True, nodes["missing_go_to_left"][order].astype(bool)))
         lefts.append(left + offset)
         values.append(np.where(leaf, nodes["value"][order], 0.0))
+        covers.append(nodes["count"][order])
         roots.append(offset)
         depths.append(int(nodes["depth"].max()))
         offset += len(nodes)
@@ -238,6 +249,7 @@ def _flatten(hgb: Any, calibrators: tuple[tuple[float, float], ...]) -> Compiled
         depths=np.array(depths, dtype=np.intp),
         baseline=float(np.ravel(hgb._baseline_prediction)[0]),
         calibrators=calibrators,
+        cover=np.concatenate(covers).astype(np.float64),
     )
 
 

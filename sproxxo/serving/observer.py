@@ -39,6 +39,13 @@ class Observer(Protocol):
         """One call to the card-history store for `n` transactions; `ok` False: it failed
         (or timed out) and they were scored without history."""
 
+    def shadow_scored(self, champion: list[str], shadow: list[str], version: str) -> None:
+        """The shadow model (store `version`) decided `shadow` where the champion decided
+        `champion` (one entry per transaction)."""
+
+    def shadow_dropped(self, n: int) -> None:
+        """`n` transactions logged without a shadow score (the shadow queue was full)."""
+
 
 class NullObserver:
     """Counts nothing (tests, tools)."""
@@ -67,4 +74,10 @@ class NullObserver:
         """Ignore."""
 
     def history(self, *, seconds: float, ok: bool, n: int) -> None:
+        """Ignore."""
+
+    def shadow_scored(self, champion: list[str], shadow: list[str], version: str) -> None:
+        """Ignore."""
+
+    def shadow_dropped(self, n: int) -> None:
         """Ignore."""

@@ -10,6 +10,7 @@ the status the caller got (`sproxxo.serving.recording`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import signal
@@ -34,12 +35,16 @@ from sproxxo.serving.batching import MicroBatcher
 from sproxxo.serving.observer import Observer
 from sproxxo.serving.predlog import PredictionLog
 from sproxxo.serving.recording import Recording
+from sproxxo.serving.shadow import SHADOW_FILE, ShadowJob, ShadowScorer, ShadowSlot
 from sproxxo.settings import Settings
 from sproxxo.validation import item_error
 
 MICRO_BATCH_MAX: Final = 64
 #: Whose rows a model call scores: a request's recording (None: log directly) and how many.
 Owners = Sequence[tuple[Recording | None, int]]
+#: A /predict request in the micro-batcher: its transaction, its recording and whether it
+#: asked for the explanation (`?explain=true`; reviews and declines carry one anyway).
+Item = tuple[Transaction, Recording | None, bool]
 Record = dict[str, Any]
 
 
@@ -54,9 +59,11 @@ class Runtime:
         observer: Observer,
         notable: events.RateLimiter,
         history: HistoryStore | None = None,
+        shadow: ShadowScorer | None = None,
         fault_delay_seconds: float = 0.0,
     ) -> None:
         self.active = active
+        self.shadow = shadow
         self.history = history
         self.predlog = predlog
         self.observer = observer
@@ -64,7 +71,7 @@ class Runtime:
         self.fault_delay_seconds = fault_delay_seconds
         self.started = time.monotonic()
         self.draining = False
-        self.batcher: MicroBatcher[tuple[Transaction, Recording | None], Record] = MicroBatcher(
+        self.batcher: MicroBatcher[Item, Record] = MicroBatcher(
             self.score_items, max_batch_size=MICRO_BATCH_MAX
         )
 
@@ -85,9 +92,16 @@ class Runtime:
             return Recording(lambda chunk: self.predlog.submit({**chunk, "synthetic": True}))
         return Recording(self.predlog.submit)
 
-    def score(self, transactions: Sequence[Transaction], owners: Owners) -> list[Record]:
+    def score(
+        self,
+        transactions: Sequence[Transaction],
+        owners: Owners,
+        *,
+        explain: Sequence[bool] | bool = False,
+    ) -> list[Record]:
         """Score, count, log notable events and attach the prediction-log rows to their
-        owners; returns one JSON-ready record per transaction."""
+        owners; returns one JSON-ready record per transaction, explained where `explain`
+        asks (and for every review and decline)."""
         bundle = self.active.bundle
         if bundle is None:
             raise ModelUnavailable("no model loaded")
@@ -101,28 +115,46 @@ class Runtime:
             if filled is not transactions:
                 transactions, columns = filled, columns_from_transactions(filled)
         now = datetime.now(UTC)
-        scored = score(transactions, bundle, now=now, columns=columns, history=history)
+        scored = score(
+            transactions, bundle, now=now, columns=columns, history=history, explain=explain
+        )
         records = scored.records()
         self.observer.scored(scored, version=bundle.version, seconds=time.perf_counter() - t0)
         self._log_notable(scored, records)
         self._record(scored, owners)
         return records
 
-    def score_items(self, items: list[tuple[Transaction, Recording | None]]) -> list[Record]:
+    def shadow_health(self) -> dict[str, Any] | None:
+        """The shadow's state for /health (None: shadow scoring is not wired)."""
+        if self.shadow is None:
+            return None
+        slot = self.shadow.slot
+        return {"model": slot.tag, "queue_depth": self.shadow.depth, "refusal": slot.refusal}
+
+    def score_items(self, items: list[Item]) -> list[Record]:
         """The micro-batcher's call: single-transaction requests scored together."""
-        return self.score([tx for tx, _ in items], [(owner, 1) for _, owner in items])
+        return self.score(
+            [tx for tx, _, _ in items],
+            [(owner, 1) for _, owner, _ in items],
+            explain=[asked for _, _, asked in items],
+        )
 
     def answer_batch(
-        self, items: Sequence[Transaction | JsonValue], owner: Recording | None
+        self,
+        items: Sequence[Transaction | JsonValue],
+        owner: Recording | None,
+        *,
+        explain: bool = False,
     ) -> Record:
         """The answer to a batch request (`BatchResponse` but its latency): the valid items
-        scored in one call, the others refused one by one with their capped field errors,
-        results in input order (runs in a thread: off the event loop)."""
+        scored in one call (every one explained when `explain`), the others refused one by
+        one with their capped field errors, results in input order (runs in a thread: off
+        the event loop)."""
         bundle = self.active.bundle
         if bundle is None:
             raise ModelUnavailable("no model loaded")
         valid = [tx for tx in items if isinstance(tx, Transaction)]
-        scored = iter(self.score(valid, [(owner, len(valid))]) if valid else [])
+        scored = iter(self.score(valid, [(owner, len(valid))], explain=explain) if valid else [])
         results: list[Record] = []
         for index, item in enumerate(items):
             if isinstance(item, Transaction):
@@ -167,6 +199,7 @@ class Runtime:
                 "last_error": log.stats.last_error,
             },
             "refusals": [{"tag": r.tag, "reason": r.reason} for r in self.active.refusals],
+            "shadow": self.shadow_health(),
         }
 
     def drain_on_sigterm(self, seconds: float) -> None:
@@ -190,6 +223,9 @@ class Runtime:
         """Stop reporting ready, flush the prediction log within `timeout` seconds (the
         rest goes to the dead letter) and report the shutdown."""
         self.draining = True
+        if self.shadow is not None:  # its batches reach the log before the log closes
+            self.shadow.close(timeout=timeout / 2)
+            timeout /= 2
         flushed = self.predlog.close(timeout=timeout)
         self.notable.flush()
         if self.history is not None:
@@ -221,7 +257,17 @@ class Runtime:
         return found
 
     def _record(self, scored: Scored, owners: Owners) -> None:
+        """The batch's prediction-log rows to their owners: through the shadow when one
+        takes the batch (it adds its columns, then delivers), at once otherwise."""
         chunk = log_chunk(scored)
+        deliver = functools.partial(self._deliver, owners=owners)
+        if self.shadow is not None:
+            job = ShadowJob(scored.derived.matrix, scored.violations, chunk, deliver)
+            if self.shadow.offer(job):
+                return
+        deliver(chunk)
+
+    def _deliver(self, chunk: Record, *, owners: Owners) -> None:
         start = 0
         for owner, n in owners:
             part = chunk if len(owners) == 1 else slice_chunk(chunk, start, start + n)
@@ -306,11 +352,30 @@ def start_runtime(
         observer=observer,
         notable=events.RateLimiter(on_suppressed=observer.events_suppressed),
         history=history,
+        shadow=start_shadow(settings, loader=loader, observer=observer),
         fault_delay_seconds=settings.fault_answer_delay_seconds,
     )
     swapped.append(runtime)
     tune_gc()
     return runtime
+
+
+def start_shadow(
+    settings: Settings, *, loader: Callable[[str], ModelBundle], observer: Observer
+) -> ShadowScorer:
+    """The shadow slot (persisted choice, else `settings.shadow_model_tag`) and its thread."""
+    slot = ShadowSlot(settings.state_dir / SHADOW_FILE, loader=loader)
+    slot.start(settings.shadow_model_tag)
+    if slot.tag:
+        events.emit("shadow_loaded", model=slot.tag)
+    elif slot.refusal:
+        events.emit("shadow_refused", level=logging.ERROR, reason=slot.refusal)
+    return ShadowScorer(
+        slot,
+        queue_size=settings.shadow_queue_size,
+        on_scored=observer.shadow_scored,
+        on_dropped=observer.shadow_dropped,
+    )
 
 
 def service_config(settings: Settings) -> dict[str, Any]:

@@ -58,11 +58,12 @@ def test_a_layer_violation_breaks_the_contract(
 
 
 def test_the_shells_stay_thin() -> None:
-    """service.py is HTTP wiring (at most 250 lines); every training/monitoring `main` is
-    argument parsing and one call into the core (at most 30 lines)."""
+    """service.py is HTTP wiring (at most 320 lines: the scoring routes plus model
+    management, activation and shadow); every training/monitoring `main` is argument
+    parsing and one call into the core (at most 30 lines)."""
     import ast
 
-    assert len((ROOT / "service.py").read_text().splitlines()) <= 250
+    assert len((ROOT / "service.py").read_text().splitlines()) <= 320
     mains = {}
     for folder in ("training", "monitoring"):
         for path in sorted((ROOT / folder).glob("*.py")):

@@ -111,3 +111,71 @@ def write_model_dir(directory: Path, reference: pd.DataFrame | None) -> Path:
     if reference is not None:
         reference.to_parquet(directory / "reference.parquet", index=False)
     return directory
+
+
+# Calibration (tests/monitoring/test_drift_calibration.py): windows shaped like real traffic.
+# `generate` spreads n/60 cards over its days, so `generate(2_000)` is 50 cards seen 40 times
+# each over half a year; a real day has many cards seen a few times. A window here is one
+# day (the middle one) of a population generated with about `rows` transactions a day.
+CALIBRATION_DAYS = 20
+CALIBRATION_REFERENCE_ROWS = 200_000
+
+
+def day_window(rows: int, *, seed: int) -> pd.DataFrame:
+    """Raw transactions of one day of a population with about `rows` transactions a day."""
+    raw = generate(rows * CALIBRATION_DAYS, seed=seed, days=CALIBRATION_DAYS)
+    day = (raw["epoch_seconds"] - raw["epoch_seconds"].min()) // 86_400
+    return raw[day == CALIBRATION_DAYS // 2].reset_index(drop=True)
+
+
+def calibration_reference(*, seed: int, rows: int = 5_000) -> pd.DataFrame:
+    """A bundle-like reference of another card population: `rows` random transactions of
+    200,000 (about 3,300 cards, like a default training run's validation window)."""
+    raw = generate(CALIBRATION_REFERENCE_ROWS, seed=seed, days=CALIBRATION_DAYS)
+    picked = raw.sample(rows, random_state=0).reset_index(drop=True)
+    return log_frame(picked)[[*FEATURE_NAMES, "fraud_probability", "decision"]]
+
+
+def scale_amounts(raw: pd.DataFrame, rng: np.random.Generator, factor: float = 1.5) -> pd.DataFrame:
+    """Every amount times `factor`."""
+    return raw.assign(amount=(raw["amount"] * factor).round(2))
+
+
+def more_night(raw: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Twice the share of late-night (00-05 local) transactions, same local day."""
+    shifted = raw.copy()
+    local = shifted["epoch_seconds"] + 60 * shifted["utc_offset_minutes"]
+    hour = ((local // 3600) % 24).to_numpy()
+    night = int((hour < 5).sum())
+    moved = rng.choice(np.flatnonzero(hour >= 5), night, replace=False)
+    shifted.loc[moved, "epoch_seconds"] += (rng.integers(0, 5, night) - hour[moved]) * 3600
+    return shifted
+
+
+def more_online(raw: pd.DataFrame, rng: np.random.Generator, share: float = 0.15) -> pd.DataFrame:
+    """`share` of all transactions moved from in-person to online categories."""
+    online = {"grocery_pos": "grocery_net", "misc_pos": "misc_net", "shopping_pos": "shopping_net"}
+    category = raw["merchant_category"].to_numpy(dtype=object).copy()
+    in_person = np.flatnonzero(~np.isin(category, ["grocery_net", "misc_net", "shopping_net"]))
+    moved = rng.choice(in_person, int(share * len(raw)), replace=False)
+    category[moved] = [online.get(c, "shopping_net") for c in category[moved]]
+    return raw.assign(merchant_category=category)
+
+
+def travel_season(raw: pd.DataFrame, rng: np.random.Generator, share: float = 0.2) -> pd.DataFrame:
+    """`share` of all transactions moved to travel and gas (a shifted category mix)."""
+    category = raw["merchant_category"].to_numpy(dtype=object).copy()
+    moved = rng.choice(len(raw), int(share * len(raw)), replace=False)
+    category[moved] = rng.choice(["travel", "gas_transport"], len(moved))
+    return raw.assign(merchant_category=category)
+
+
+def new_card_wave(raw: pd.DataFrame, rng: np.random.Generator, share: float = 0.25) -> pd.DataFrame:
+    """`share` of the window's cards issued in the last 30 days (one age per card)."""
+    cards = raw["card_id"].unique()
+    chosen = rng.choice(cards, int(share * len(cards)), replace=False)
+    age = pd.Series(rng.integers(0, 30, len(chosen)), index=chosen)
+    hit = raw["card_id"].isin(chosen).to_numpy()
+    shifted = raw.copy()
+    shifted.loc[hit, "card_age_days"] = raw.loc[hit, "card_id"].map(age).to_numpy()
+    return shifted

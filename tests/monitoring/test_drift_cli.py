@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from monitoring import drift
+from sproxxo.adapters.evidently import DRIFT_CRITERIA
 from sproxxo.errors import EXIT_DATA, EXIT_DRIFT, EXIT_EMPTY, EXIT_MODEL, EXIT_OK
 from sproxxo.jobs import drift as drift_job
 from sproxxo.jobs.cli import run as run_cli
@@ -73,6 +74,26 @@ def test_drift_cli_textfile_holds_exactly_the_exported_names(
         if line.strip() and not line.startswith("#")
     }
     assert written == listed
+
+
+def test_drift_cli_summary_lists_each_columns_criterion(
+    steady_log: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    """drift_summary.json gives each column's unit, effect size and threshold, test and
+    p-value; on a one-day window weekday is untested and 12 features count."""
+    out = tmp_path / "out"
+    assert cli("--model-dir", model_dir, "--log-dir", steady_log, *DAY, "--out", out) == EXIT_OK
+    summary = json.loads((out / drift_job.SUMMARY_FILE).read_text())
+    columns = {c["column"]: c for c in summary["columns"]}
+    assert set(columns) == set(DRIFT_CRITERIA)
+    age = columns["customer_age"]
+    assert (age["unit"], age["method"], age["test"]) == ("card", "wasserstein", "ks")
+    assert age["threshold"] == DRIFT_CRITERIA["customer_age"].threshold
+    assert age["p_value_threshold"] == 0.001
+    assert age["current_rows"] < summary["current_rows"]
+    assert columns["weekday"]["tested"] is False
+    assert summary["window_hours"] == 24.0
+    assert len(summary["tested_features"]) == 12
 
 
 def test_drift_cli_exits_7_on_a_shifted_window(

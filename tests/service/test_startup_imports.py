@@ -12,7 +12,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("sklearn", "pandas", "pyarrow", "mlflow", "evidently", "matplotlib", "google.cloud.bigquery")
+HEAVY = (
+    "sklearn",
+    "pandas",
+    "pyarrow",
+    "mlflow",
+    "evidently",
+    "matplotlib",
+    "google.cloud.bigquery",
+)
 PROBE = """
 import json, sys
 import service

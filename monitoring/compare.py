@@ -1,0 +1,77 @@
+"""Champion and challenger on the same traffic, from the shadow scores in the prediction log.
+
+    python -m monitoring.compare --since 2026-03-01 --until 2026-03-08 \
+        [--log-dir DIR | --bigquery-table P.D.T] [--labels-dir DIR | --labels-table P.D.T] \
+        [--challenger TAG] [--out DIR]
+
+Keeps the real transactions of the window that carry a shadow score (one champion /
+challenger pair: --challenger, else the latest shadow), joins the delayed labels where they
+exist, and writes `compare.json` (agreement matrix, decision mixes, precision, recall and
+expected cost of each model on the labelled part) and `compare.html` to --out. The JSON is
+the promotion gate's evidence (`python -m training.promote TAG --shadow-report PATH`).
+Exit codes: 0 report written, 8 no shadow score in the window, 3 unreadable log, labels or
+window (monitoring/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from sproxxo.errors import EXIT_OK
+from sproxxo.jobs.cli import configure_logging, run
+from sproxxo.jobs.compare import CompareRequest, compare, summary_line
+from sproxxo.jobs.predictions import window
+from sproxxo.jobs.quality import LogSource
+from sproxxo.policy import CostModel
+from sproxxo.settings import get_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    p = argparse.ArgumentParser(
+        prog="python -m monitoring.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--since", help="ISO start of logged_at, inclusive (default: 7 days)")
+    p.add_argument("--until", help="ISO end, exclusive (default: now)")
+    log = p.add_mutually_exclusive_group()
+    log.add_argument("--log-dir", type=Path, help="local prediction log (default: settings)")
+    log.add_argument("--bigquery-table", default="", help="BigQuery prediction log P.D.T")
+    labels = p.add_mutually_exclusive_group()
+    labels.add_argument("--labels-dir", type=Path, help="stored labels (default: settings)")
+    labels.add_argument(
+        "--labels-table", default="", help="BigQuery labels table (default: settings)"
+    )
+    p.add_argument("--challenger", default="", help="shadow model tag (default: the latest)")
+    p.add_argument("--out", type=Path, help="report folder (default: <reports>/compare/<until>)")
+    p.add_argument("--review-cost", type=float, default=CostModel().review_cost)
+    p.add_argument("--false-decline-cost", type=float, default=CostModel().false_decline_cost)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Compare champion and challenger on the window's shadowed transactions."""
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    since, until = window(args.since, args.until, default_days=7)
+    out = args.out or settings.reports_dir / "compare" / f"{until:%Y%m%dT%H%M%SZ}"
+    source = LogSource(
+        log_dir=args.log_dir or settings.predictions_dir,
+        labels_dir=args.labels_dir or settings.labels_dir,
+        table=args.bigquery_table,
+        # A BigQuery log takes its labels from BigQuery too, unless --labels-dir says otherwise.
+        labels_table=args.labels_table
+        or (settings.bigquery_labels_table if args.bigquery_table and not args.labels_dir else ""),
+    )
+    costs = CostModel(review_cost=args.review_cost, false_decline_cost=args.false_decline_cost)
+    report = compare(CompareRequest(source, since, until, out, args.challenger, costs))
+    print(f"{summary_line(report)} -> {out}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

@@ -1,0 +1,84 @@
+"""Live model quality per model tag and role (champion, shadow), from the delayed labels.
+
+    python -m monitoring.quality [--since ISO] [--until ISO] \
+        [--log-dir DIR | --bigquery-table P.D.T] [--labels-dir DIR | --labels-table P.D.T] \
+        [--out DIR] [--textfile PATH] [--gcp-project P]
+
+Joins the labels to the predictions logged in the window (default: the last 30 days; in
+BigQuery as one SQL query when log and labels are both tables) and computes precision,
+recall and expected cost of each model tag, as champion (`model_tag`) and as shadow
+(`shadow_model_tag`). Writes `quality.json` and `quality.prom` (sproxxo_live_* gauges) to
+--out, also to --textfile (node_exporter), pushes them to SPROXXO_PUSHGATEWAY_URL when set
+and to Cloud Monitoring with --gcp-project. Exit codes: 0 ok, 8 no labelled prediction in
+the window, 3 unreadable log or labels, or a refused push (monitoring/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from sproxxo.errors import EXIT_OK
+from sproxxo.jobs.cli import configure_logging, run
+from sproxxo.jobs.predictions import window
+from sproxxo.jobs.quality import LogSource, QualityRequest, live_quality, summary_lines
+from sproxxo.policy import CostModel
+from sproxxo.settings import get_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    p = argparse.ArgumentParser(
+        prog="python -m monitoring.quality",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--since", help="ISO start of logged_at, inclusive (default: 30 days)")
+    p.add_argument("--until", help="ISO end, exclusive (default: now)")
+    log = p.add_mutually_exclusive_group()
+    log.add_argument("--log-dir", type=Path, help="local prediction log (default: settings)")
+    log.add_argument("--bigquery-table", default="", help="BigQuery prediction log P.D.T")
+    labels = p.add_mutually_exclusive_group()
+    labels.add_argument("--labels-dir", type=Path, help="stored labels (default: settings)")
+    labels.add_argument(
+        "--labels-table", default="", help="BigQuery labels table (default: settings)"
+    )
+    p.add_argument("--out", type=Path, help="result folder (default: <reports>/quality/<until>)")
+    p.add_argument("--textfile", type=Path, help="also write the metrics here (node_exporter)")
+    p.add_argument("--gcp-project", default="", help="publish the metrics to Cloud Monitoring")
+    p.add_argument("--review-cost", type=float, default=CostModel().review_cost)
+    p.add_argument("--false-decline-cost", type=float, default=CostModel().false_decline_cost)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Compute live quality of the window and export it as metrics."""
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    since, until = window(args.since, args.until, default_days=30)
+    source = LogSource(
+        log_dir=args.log_dir or settings.predictions_dir,
+        labels_dir=args.labels_dir or settings.labels_dir,
+        table=args.bigquery_table,
+        # A BigQuery log takes its labels from BigQuery too, unless --labels-dir says otherwise.
+        labels_table=args.labels_table
+        or (settings.bigquery_labels_table if args.bigquery_table and not args.labels_dir else ""),
+    )
+    request = QualityRequest(
+        source=source,
+        since=since,
+        until=until,
+        out=args.out or settings.reports_dir / "quality" / f"{until:%Y%m%dT%H%M%SZ}",
+        costs=CostModel(review_cost=args.review_cost, false_decline_cost=args.false_decline_cost),
+        textfile=args.textfile,
+        pushgateway_url=settings.pushgateway_url,
+        gcp_project=args.gcp_project,
+    )
+    print(summary_lines(live_quality(request)))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
