@@ -39,6 +39,11 @@ LAYERS: Final = (
         "sproxxo: metrics (prometheus_client)",
         r"(sproxxo/adapters/prometheus\.py|prometheus_client/)",
     ),
+    (
+        "sproxxo: explanations (TreeSHAP, reviews/declines)",
+        r"sproxxo/(explanations|ml/explain)\.py",
+    ),
+    ("sproxxo: shadow scoring (its thread)", r"sproxxo/serving/shadow\.py"),
     ("sproxxo: scoring (features, rules, model, policy, answer)", r"sproxxo/"),
     ("service.py (routes)", r"/service\.py$"),
     ("pydantic validation / serialisation", r"pydantic"),

@@ -26,3 +26,44 @@ def test_a_server_whose_port_was_taken_starts_on_another(tmp_path: Path) -> None
             server.stop()
     assert server.process is not None
     assert server.process.poll() is not None
+
+
+SUPERVISOR = """
+import signal, subprocess, sys, time
+from pathlib import Path
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+Path(sys.argv[1]).write_text(str(worker.pid))
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leaves its worker behind
+time.sleep(120)
+"""
+
+
+def test_stop_leaves_no_worker_of_a_supervisor_that_exits_first(tmp_path: Path) -> None:
+    """A supervisor that exits on SIGTERM without its worker (as uvicorn --workers did in
+    the bench): stop() still ends the worker, reparented or not."""
+    import os
+    import sys
+    import time
+
+    from load.procs import Server
+
+    script, pid_file = tmp_path / "supervisor.py", tmp_path / "worker.pid"
+    script.write_text(SUPERVISOR)
+    server = Server([sys.executable, str(script), str(pid_file)], {}, tmp_path / "s.log")
+    server.start(timeout=30, ready=lambda s: pid_file.exists() and pid_file.read_text() != "")
+    worker = int(pid_file.read_text())
+    server.stop()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.05)
+    assert not _alive(worker)
+    assert os.getpid() != worker
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie awaiting its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
