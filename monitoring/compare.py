@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sproxxo.errors import EXIT_OK
-from sproxxo.jobs.cli import configure_logging, run
+from sproxxo.jobs.cli import add_window_sources, configure_logging, run
 from sproxxo.jobs.compare import CompareRequest, compare, summary_line
 from sproxxo.jobs.predictions import window
 from sproxxo.jobs.quality import LogSource
@@ -35,20 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--since", help="ISO start of logged_at, inclusive (default: 7 days)")
-    p.add_argument("--until", help="ISO end, exclusive (default: now)")
-    log = p.add_mutually_exclusive_group()
-    log.add_argument("--log-dir", type=Path, help="local prediction log (default: settings)")
-    log.add_argument("--bigquery-table", default="", help="BigQuery prediction log P.D.T")
-    labels = p.add_mutually_exclusive_group()
-    labels.add_argument("--labels-dir", type=Path, help="stored labels (default: settings)")
-    labels.add_argument(
-        "--labels-table", default="", help="BigQuery labels table (default: settings)"
-    )
+    add_window_sources(p, default_days=7)
     p.add_argument("--challenger", default="", help="shadow model tag (default: the latest)")
     p.add_argument("--out", type=Path, help="report folder (default: <reports>/compare/<until>)")
-    p.add_argument("--review-cost", type=float, default=CostModel().review_cost)
-    p.add_argument("--false-decline-cost", type=float, default=CostModel().false_decline_cost)
     return p
 
 

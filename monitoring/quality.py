@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sproxxo.errors import EXIT_OK
-from sproxxo.jobs.cli import configure_logging, run
+from sproxxo.jobs.cli import add_window_sources, configure_logging, run
 from sproxxo.jobs.predictions import window
 from sproxxo.jobs.quality import LogSource, QualityRequest, live_quality, summary_lines
 from sproxxo.policy import CostModel
@@ -34,21 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--since", help="ISO start of logged_at, inclusive (default: 30 days)")
-    p.add_argument("--until", help="ISO end, exclusive (default: now)")
-    log = p.add_mutually_exclusive_group()
-    log.add_argument("--log-dir", type=Path, help="local prediction log (default: settings)")
-    log.add_argument("--bigquery-table", default="", help="BigQuery prediction log P.D.T")
-    labels = p.add_mutually_exclusive_group()
-    labels.add_argument("--labels-dir", type=Path, help="stored labels (default: settings)")
-    labels.add_argument(
-        "--labels-table", default="", help="BigQuery labels table (default: settings)"
-    )
+    add_window_sources(p, default_days=30)
     p.add_argument("--out", type=Path, help="result folder (default: <reports>/quality/<until>)")
     p.add_argument("--textfile", type=Path, help="also write the metrics here (node_exporter)")
     p.add_argument("--gcp-project", default="", help="publish the metrics to Cloud Monitoring")
-    p.add_argument("--review-cost", type=float, default=CostModel().review_cost)
-    p.add_argument("--false-decline-cost", type=float, default=CostModel().false_decline_cost)
     return p
 
 

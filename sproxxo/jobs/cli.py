@@ -10,9 +10,11 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from sproxxo.errors import SproxxoError
 from sproxxo.jobs.data import SOURCES, DataSpec
+from sproxxo.policy import CostModel
 
 Main = Callable[[Sequence[str] | None], int]
 
@@ -73,3 +75,23 @@ def data_spec(args: argparse.Namespace) -> DataSpec:
         history=tuple(args.history),
         history_days=args.history_days,
     )
+
+
+def add_window_sources(p: argparse.ArgumentParser, *, default_days: int) -> None:
+    """The options of the jobs that read a window of the prediction log with its labels
+    (`monitoring.compare`, `monitoring.quality`): --since/--until, a file or BigQuery log,
+    a label folder or BigQuery labels table, and the costs that price the decisions."""
+    p.add_argument(
+        "--since", help=f"ISO start of logged_at, inclusive (default: {default_days} days)"
+    )
+    p.add_argument("--until", help="ISO end, exclusive (default: now)")
+    log = p.add_mutually_exclusive_group()
+    log.add_argument("--log-dir", type=Path, help="local prediction log (default: settings)")
+    log.add_argument("--bigquery-table", default="", help="BigQuery prediction log P.D.T")
+    labels = p.add_mutually_exclusive_group()
+    labels.add_argument("--labels-dir", type=Path, help="stored labels (default: settings)")
+    labels.add_argument(
+        "--labels-table", default="", help="BigQuery labels table (default: settings)"
+    )
+    p.add_argument("--review-cost", type=float, default=CostModel().review_cost)
+    p.add_argument("--false-decline-cost", type=float, default=CostModel().false_decline_cost)
