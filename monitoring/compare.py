@@ -20,11 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sproxxo.errors import EXIT_OK
-from sproxxo.jobs.cli import add_window_sources, configure_logging, run
+from sproxxo.jobs.cli import add_window_sources, configure_logging, run, window_sources
 from sproxxo.jobs.compare import CompareRequest, compare, summary_line
 from sproxxo.jobs.predictions import window
-from sproxxo.jobs.quality import LogSource
-from sproxxo.policy import CostModel
 from sproxxo.settings import get_settings
 
 
@@ -48,15 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     since, until = window(args.since, args.until, default_days=7)
     out = args.out or settings.reports_dir / "compare" / f"{until:%Y%m%dT%H%M%SZ}"
-    source = LogSource(
-        log_dir=args.log_dir or settings.predictions_dir,
-        labels_dir=args.labels_dir or settings.labels_dir,
-        table=args.bigquery_table,
-        # A BigQuery log takes its labels from BigQuery too, unless --labels-dir says otherwise.
-        labels_table=args.labels_table
-        or (settings.bigquery_labels_table if args.bigquery_table and not args.labels_dir else ""),
-    )
-    costs = CostModel(review_cost=args.review_cost, false_decline_cost=args.false_decline_cost)
+    source, costs = window_sources(args, settings)
     report = compare(CompareRequest(source, since, until, out, args.challenger, costs))
     print(f"{summary_line(report)} -> {out}")
     return EXIT_OK

@@ -20,10 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sproxxo.errors import EXIT_OK
-from sproxxo.jobs.cli import add_window_sources, configure_logging, run
+from sproxxo.jobs.cli import add_window_sources, configure_logging, run, window_sources
 from sproxxo.jobs.predictions import window
-from sproxxo.jobs.quality import LogSource, QualityRequest, live_quality, summary_lines
-from sproxxo.policy import CostModel
+from sproxxo.jobs.quality import QualityRequest, live_quality, summary_lines
 from sproxxo.settings import get_settings
 
 
@@ -47,20 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     configure_logging(settings.log_level)
     since, until = window(args.since, args.until, default_days=30)
-    source = LogSource(
-        log_dir=args.log_dir or settings.predictions_dir,
-        labels_dir=args.labels_dir or settings.labels_dir,
-        table=args.bigquery_table,
-        # A BigQuery log takes its labels from BigQuery too, unless --labels-dir says otherwise.
-        labels_table=args.labels_table
-        or (settings.bigquery_labels_table if args.bigquery_table and not args.labels_dir else ""),
-    )
+    source, costs = window_sources(args, settings)
     request = QualityRequest(
         source=source,
         since=since,
         until=until,
         out=args.out or settings.reports_dir / "quality" / f"{until:%Y%m%dT%H%M%SZ}",
-        costs=CostModel(review_cost=args.review_cost, false_decline_cost=args.false_decline_cost),
+        costs=costs,
         textfile=args.textfile,
         pushgateway_url=settings.pushgateway_url,
         gcp_project=args.gcp_project,

@@ -11,10 +11,15 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sproxxo.errors import SproxxoError
 from sproxxo.jobs.data import SOURCES, DataSpec
 from sproxxo.policy import CostModel
+from sproxxo.settings import Settings
+
+if TYPE_CHECKING:
+    from sproxxo.jobs.quality import LogSource
 
 Main = Callable[[Sequence[str] | None], int]
 
@@ -95,3 +100,19 @@ def add_window_sources(p: argparse.ArgumentParser, *, default_days: int) -> None
     )
     p.add_argument("--review-cost", type=float, default=CostModel().review_cost)
     p.add_argument("--false-decline-cost", type=float, default=CostModel().false_decline_cost)
+
+
+def window_sources(args: argparse.Namespace, settings: Settings) -> tuple[LogSource, CostModel]:
+    """Where `add_window_sources`' options point: the log and labels to read, the costs.
+    A BigQuery log takes its labels from BigQuery too, unless --labels-dir says otherwise."""
+    from sproxxo.jobs.quality import LogSource  # pandas: only the jobs that read the log
+
+    from_bigquery = args.bigquery_table and not args.labels_dir
+    source = LogSource(
+        log_dir=args.log_dir or settings.predictions_dir,
+        labels_dir=args.labels_dir or settings.labels_dir,
+        table=args.bigquery_table,
+        labels_table=args.labels_table or (settings.bigquery_labels_table if from_bigquery else ""),
+    )
+    costs = CostModel(review_cost=args.review_cost, false_decline_cost=args.false_decline_cost)
+    return source, costs
