@@ -27,11 +27,18 @@ every backend and the offline path add up to exactly the same sums. `observe` is
 state transition: features from the state as it was, then the event appended (unless its
 transaction id is already there) and the window pruned relative to the newest event.
 Online equals offline when a card's events arrive in event-time order, or out of order by
-less than the 7-day retention.
+less than the 7-day retention. Two earlier events stamped the same millisecond are ordered
+by their transaction id's rank (`key_rank`, 64 bits of its SHA-1), which a packed state
+keeps instead of the id.
+
+This module is the reference, event by event in Python (the Redis store computes with it);
+`sproxxo.history_packed` runs the same transition compiled over a whole batch of packed
+states (the SQLite store), tested equal to it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,9 +77,7 @@ _N_CATEGORIES: Final = len(CATEGORIES)
 
 
 class Event(NamedTuple):
-    """One transaction as the history keeps it (a named tuple: a busy card's state holds
-    hundreds, decoded from the store on every transaction, and a tuple builds ~3x faster
-    than a frozen dataclass)."""
+    """One transaction as the history keeps it."""
 
     t_ms: int
     cents: int
@@ -100,10 +105,7 @@ class CardState:
     count: int = 0  # events folded into the aggregates (older than the retention)
     cents: int = 0
     categories: list[int] = field(default_factory=lambda: [0] * _N_CATEGORIES)
-    last: Event | None = None  # the newest folded event (ties: the greatest key)
-    #: `events`' stored texts where known (read from a store, kept through `observe` and
-    #: `prune`), so writing the state back re-encodes only the new event.
-    texts: list[str] | None = field(default=None, compare=False, repr=False)
+    last: Event | None = None  # the newest folded event (ties: the greatest key rank)
 
     @property
     def newest_ms(self) -> int | None:
@@ -142,8 +144,13 @@ def features(state: CardState, event: Event) -> tuple[float, ...]:
         count += 1
         total += e.cents
         same += e.category == category
-        # the latest earlier one; at equal times the greatest key (storage order never matters)
-        if previous is None or (e_t, e.key) > (previous.t_ms, previous.key):
+        # the latest earlier one; at equal times the greatest key rank (storage order never
+        # matters)
+        if (
+            previous is None
+            or e_t > previous.t_ms
+            or (e_t == previous.t_ms and _later_key(e, previous))
+        ):
             previous = e
         if e_t >= since_7d:
             n[2] += 1
@@ -187,14 +194,27 @@ def _values(
     )
 
 
-def _order(event: Event) -> tuple[int, str]:
-    return event.t_ms, event.key
+def _order(event: Event) -> tuple[int, int]:
+    return event.t_ms, key_rank(event.key)
+
+
+def _later_key(e: Event, other: Event) -> bool:
+    return key_rank(e.key) > key_rank(other.key)
+
+
+def key_rank(key: str) -> int:
+    """What orders two events of one card stamped the same millisecond, and recognises a
+    retry in a packed state (`sproxxo.history_packed`): the first 8 bytes of the
+    transaction id's SHA-1, big-endian (Redis's `redis.sha1hex` compares the same way)."""
+    return int.from_bytes(hashlib.sha1(key.encode(), usedforsecurity=False).digest()[:8], "big")
 
 
 def _haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    # squares as products: exact roundings, as numpy's and the compiled path's
+    s_p, s_l = math.sin(dp / 2), math.sin(dl / 2)
+    a = s_p * s_p + math.cos(p1) * math.cos(p2) * (s_l * s_l)
     return 2 * _EARTH_RADIUS_KM * math.asin(math.sqrt(min(a, 1.0)))
 
 
@@ -204,9 +224,8 @@ def observe(state: CardState, event: Event) -> tuple[tuple[float, ...], CardStat
     found = features(state, event)
     if any(e.key == event.key for e in state.events):
         return found, state
-    texts = None if state.texts is None else [*state.texts, event.encode()]
     appended = CardState(
-        [*state.events, event], state.count, state.cents, list(state.categories), state.last, texts
+        [*state.events, event], state.count, state.cents, list(state.categories), state.last
     )
     return found, prune(appended)
 
@@ -225,14 +244,12 @@ def prune(state: CardState) -> CardState:
     for e in old:
         categories[e.category] += 1
     last = max([*old, *([state.last] if state.last else [])], key=_order)
-    kept = [i for i, e in enumerate(state.events) if e.t_ms >= horizon]
     return CardState(
-        [state.events[i] for i in kept],
+        [e for e in state.events if e.t_ms >= horizon],
         state.count + len(old),
         state.cents + sum(e.cents for e in old),
         categories,
         last,
-        None if state.texts is None else [state.texts[i] for i in kept],
     )
 
 
@@ -245,7 +262,6 @@ def state_from_parts(events: Sequence[str], aggregates: Mapping[str, str]) -> Ca
         cents=int(aggregates.get("c", 0)),
         categories=[int(aggregates.get(f"k{i}", 0)) for i in range(_N_CATEGORIES)],
         last=Event.decode(aggregates["l"]) if aggregates.get("l") else None,
-        texts=list(events),
     )
 
 
@@ -255,8 +271,7 @@ def state_to_parts(state: CardState) -> tuple[list[str], dict[str, str]]:
     aggregates |= {f"k{i}": str(n) for i, n in enumerate(state.categories) if n}
     if state.last is not None:
         aggregates["l"] = state.last.encode()
-    texts = state.texts if state.texts is not None else [e.encode() for e in state.events]
-    return texts, aggregates
+    return [e.encode() for e in state.events], aggregates
 
 
 @dataclass(frozen=True)
@@ -340,8 +355,7 @@ def offline_features(
     lat = np.asarray(merch_lat, dtype=np.float64)
     lon = np.asarray(merch_lon, dtype=np.float64)
     card = np.unique(cards_in, return_inverse=True)[1].astype(np.int64)
-    rank = np.unique(np.asarray(keys, dtype=object), return_inverse=True)[1].astype(np.int64)
-    order = np.lexsort((rank, t, card))  # ties in time: by key, as online
+    order = np.lexsort((_tie_ranks(keys, card, t), t, card))  # ties in time: by key rank
     t_s, cents_s, cat_s, card_s = t[order], cents[order], cat[order], card[order]
     stride = int(t.max() - t.min()) + RETENTION_MS + 1
     key = card_s * stride + (t_s - t.min())
@@ -374,6 +388,20 @@ def offline_features(
     sorted_out = np.column_stack([cols[name] for name in HISTORY_FEATURES])
     out[order] = sorted_out
     return out
+
+
+def _tie_ranks(
+    keys: npt.ArrayLike, card: npt.NDArray[np.int64], t: npt.NDArray[np.int64]
+) -> npt.NDArray[np.uint64]:
+    """`key_rank` of the rows sharing their card and event time with another (0 elsewhere:
+    only ties need it, and hashing every key of a large file costs a second per million)."""
+    ranks = np.zeros(len(t), dtype=np.uint64)
+    pairs = np.column_stack([card, t])
+    _, inverse, counts = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+    tied = np.flatnonzero(counts[inverse.ravel()] > 1)
+    names = np.asarray(keys, dtype=object)
+    ranks[tied] = [key_rank(str(names[i])) for i in tied]
+    return ranks
 
 
 def _category_counts(

@@ -16,9 +16,11 @@ from pathlib import Path
 
 from sproxxo.errors import HistoryUnavailable
 from sproxxo.history import CardView, Event, HistoryStore, Profile
+from sproxxo.history_packed import warm_in_background
 from sproxxo.settings import Settings
 
 REOPEN_SECONDS = 5.0
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def history_for(settings: Settings) -> HistoryStore | None:
@@ -27,6 +29,10 @@ def history_for(settings: Settings) -> HistoryStore | None:
     service from starting: every call then fails, and is retried (`Reopening`)."""
     if settings.history_url == "none":
         return None
+    if not settings.history_url.startswith(REDIS_SCHEMES):
+        # SQLite runs the compiled transition: compile it beside start-up (~3 s without
+        # numba's cache), not in the first request
+        warm_in_background()
     return Reopening(lambda: open_store(settings))
 
 
@@ -36,7 +42,7 @@ def open_store(settings: Settings) -> HistoryStore | None:
     timeout = settings.history_timeout_seconds
     if url == "none":
         return None
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(REDIS_SCHEMES):
         from sproxxo.adapters.history_redis import RedisHistory
 
         return RedisHistory(url, timeout_seconds=timeout)

@@ -45,8 +45,8 @@ local function parse(member)
   local key = string.match(rest, "|[^|]*|(.*)$")
   return tonumber(t), cents, cat, key
 end
-local function later(t1, k1, t2, k2)  -- (t1, k1) > (t2, k2), ties in time by key
-  return t1 > t2 or (t1 == t2 and k1 > k2)
+local function later(t1, k1, t2, k2)  -- (t1, k1) > (t2, k2), ties by key rank (SHA-1)
+  return t1 > t2 or (t1 == t2 and redis.sha1hex(k1) > redis.sha1hex(k2))
 end
 local out = {}
 for i = 1, #KEYS / 3 do

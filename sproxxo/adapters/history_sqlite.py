@@ -1,17 +1,15 @@
 """Card history in SQLite: the default store, one file shared by every worker of a host.
 
-One row per card (its recent events as encoded lines, its aggregates as JSON), in WAL mode
-so readers never block the writer. `observe` runs one `BEGIN IMMEDIATE` transaction per
-batch: it takes the write lock, reads every card of the batch, applies
-`sproxxo.history.observe` event by event, writes the changed cards back and commits, so
-two workers scoring the same card serialise and lose no update. A lock held longer than
-`timeout_seconds` raises `sqlite3.OperationalError` (the caller scores without history).
+One row per card: its state packed (`sproxxo.history_packed`: its recent events as
+fixed-width binary records, its aggregates as one more), in WAL mode so readers never block
+the writer. `observe` runs one `BEGIN IMMEDIATE` transaction per batch: it takes the write
+lock, reads every card of the batch, runs the whole batch through the compiled state
+transition, writes the cards back and commits, so two workers scoring the same card
+serialise and lose no update. A lock held longer than `timeout_seconds` raises
+`sqlite3.OperationalError` (the caller scores without history).
 
-Decoding a busy card's events is most of a call's cost, so each store keeps the decoded
-state of the cards it wrote last (at most `DECODED_EVENTS` events, least recently used
-out: ~40 MB) with the exact text it wrote: a read reuses the decoded state only when the
-row holds that very text, so another worker's (or instance's) write, or a rolled-back one,
-is always decoded afresh.
+Rows written before the packed format (events as text lines, aggregates as JSON) are read
+through `sproxxo.history.state_from_parts` and written back packed.
 """
 
 from __future__ import annotations
@@ -19,28 +17,25 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
 import orjson
 
-from sproxxo.history import (
-    CardState,
-    CardView,
-    Event,
-    Profile,
-    observe,
-    state_from_parts,
-    state_to_parts,
+from sproxxo.history import CardView, Event, Profile, state_from_parts
+from sproxxo.history_packed import (
+    EMPTY_AGGREGATES,
+    events_of,
+    observe_batch,
+    pack,
 )
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS cards (
     card_id TEXT PRIMARY KEY,
-    events TEXT NOT NULL,
-    aggregates TEXT NOT NULL,
+    events BLOB NOT NULL,
+    aggregates BLOB NOT NULL,
     updated_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS profiles (
@@ -51,8 +46,7 @@ CREATE TABLE IF NOT EXISTS profiles (
 
 
 INIT_SECONDS: Final = 10.0
-#: Events (over all cards) whose decoded state a store keeps beside the text it wrote.
-DECODED_EVENTS: Final = 100_000
+Packed = tuple[bytes, bytes]
 
 
 class SqliteHistory:
@@ -65,8 +59,6 @@ class SqliteHistory:
             path, timeout=timeout_seconds, isolation_level=None, check_same_thread=False
         )
         self._lock = threading.Lock()  # one connection, used from the loop and from threads
-        self._decoded: OrderedDict[str, tuple[str, str, CardState]] = OrderedDict()
-        self._decoded_events = 0
         self._initialise()
 
     def _initialise(self, *, deadline_seconds: float = INIT_SECONDS) -> None:
@@ -90,22 +82,25 @@ class SqliteHistory:
     def observe(self, cards: Sequence[str], events: Sequence[Event]) -> list[CardView]:
         """History features and profile of each event's card (in order), recording the
         events."""
-        distinct = set(cards)
+        distinct = list(dict.fromkeys(cards))
+        index = {card: i for i, card in enumerate(distinct)}
+        batch = events_of(events)
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")  # waits at most timeout_seconds
             try:
-                states = self._read(distinct)
+                stored = self._read(distinct)
                 profiles = self._profiles(distinct)
-                found = []
-                for card, event in zip(cards, events, strict=True):
-                    features, states[card] = observe(states.get(card, CardState()), event)
-                    found.append(CardView(features, profiles.get(card)))
-                self._write(states)
+                before = [stored.get(card, (b"", EMPTY_AGGREGATES)) for card in distinct]
+                found, after = observe_batch(before, [index[card] for card in cards], batch)
+                self._write(distinct, after)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-        return found
+        return [
+            CardView(tuple(row), profiles.get(card))
+            for row, card in zip(found.tolist(), cards, strict=True)
+        ]
 
     def put_profiles(self, profiles: Mapping[str, Profile]) -> None:
         """Load or replace card profiles."""
@@ -115,50 +110,28 @@ class SqliteHistory:
             self._conn.executemany("INSERT OR REPLACE INTO profiles VALUES (?, ?)", rows)
             self._conn.execute("COMMIT")
 
-    def _profiles(self, cards: set[str]) -> dict[str, Profile]:
+    def _profiles(self, cards: list[str]) -> dict[str, Profile]:
         marks = ",".join("?" * len(cards))
         rows = self._conn.execute(
             f"SELECT card_id, profile FROM profiles WHERE card_id IN ({marks})",  # noqa: S608 - placeholders only
-            tuple(cards),
+            cards,
         )
         return {card: Profile.decode(text) for card, text in rows}
 
-    def _read(self, cards: set[str]) -> dict[str, CardState]:
+    def _read(self, cards: list[str]) -> dict[str, Packed]:
         marks = ",".join("?" * len(cards))
         rows = self._conn.execute(
             f"SELECT card_id, events, aggregates FROM cards WHERE card_id IN ({marks})",  # noqa: S608 - placeholders only
-            tuple(cards),
+            cards,
         )
-        return {card: self._decode(card, events, aggs) for card, events, aggs in rows}
+        return {card: _packed(events, aggs) for card, events, aggs in rows}
 
-    def _decode(self, card: str, events: str, aggregates: str) -> CardState:
-        known = self._decoded.get(card)
-        if known is not None and known[0] == events and known[1] == aggregates:
-            return known[2]  # the row holds exactly what this store wrote
-        return state_from_parts(events.split("\n") if events else [], orjson.loads(aggregates))
-
-    def _remember(self, card: str, events: str, aggregates: str, state: CardState) -> None:
-        old = self._decoded.pop(card, None)
-        if old is not None:
-            self._decoded_events -= len(old[2].events)
-        self._decoded[card] = (events, aggregates, state)
-        self._decoded_events += len(state.events)
-        while self._decoded_events > DECODED_EVENTS and self._decoded:
-            _, _, dropped = self._decoded.popitem(last=False)[1]
-            self._decoded_events -= len(dropped.events)
-
-    def _write(self, states: dict[str, CardState]) -> None:
+    def _write(self, cards: list[str], states: list[Packed]) -> None:
         now = int(time.time() * 1000)
-        rows = []
-        for card, state in states.items():
-            events, aggregates = state_to_parts(state)
-            text, aggs = "\n".join(events), orjson.dumps(aggregates).decode()
-            rows.append((card, text, aggs, now))
-            self._remember(card, text, aggs, state)
         self._conn.executemany(
             "INSERT OR REPLACE INTO cards (card_id, events, aggregates, updated_ms) "
             "VALUES (?, ?, ?, ?)",
-            rows,
+            [(card, events, aggs, now) for card, (events, aggs) in zip(cards, states, strict=True)],
         )
 
     def forget_idle(self, *, idle_days: float) -> int:
@@ -173,3 +146,11 @@ class SqliteHistory:
         """Close the connection."""
         with self._lock:
             self._conn.close()
+
+
+def _packed(events: bytes | str, aggregates: bytes | str) -> Packed:
+    """A row's state packed; a row of the text format (written before) converted."""
+    if isinstance(events, bytes) and isinstance(aggregates, bytes):
+        return events, aggregates
+    lines = str(events).split("\n") if events else []
+    return pack(state_from_parts(lines, orjson.loads(aggregates)))

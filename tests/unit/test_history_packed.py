@@ -1,0 +1,113 @@
+"""The compiled, packed card history (`sproxxo.history_packed`) equals the reference
+(`sproxxo.history.observe`, event by event) to the bit: features and states, on random
+batches with retries, ties in time, out-of-order events and folding past the retention."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from sproxxo.history import DAY_MS, HISTORY_FEATURES, HOUR_MS, CardState, Event, key_rank, observe
+from sproxxo.history_packed import (
+    EMPTY_AGGREGATES,
+    EVENT,
+    events_of,
+    observe_batch,
+    pack,
+    unpack,
+)
+
+T0 = 1_750_000_000_000
+STEPS = (0, 0, 1, 1_000, 60_000, HOUR_MS, DAY_MS, 8 * DAY_MS, -3 * DAY_MS, -9 * DAY_MS)
+
+
+def same_state(packed: tuple[bytes, bytes], state: CardState) -> bool:
+    """Equal as states: the same events (in any stored order) and the same aggregates."""
+    got, want = unpack(*packed), unpack(*pack(state))
+    return sorted(got.pop("events")) == sorted(want.pop("events")) and got == want
+
+
+def random_batches(seed: int) -> list[list[tuple[str, Event]]]:
+    rng = random.Random(seed)
+    cards = [f"c{i}" for i in range(rng.randrange(1, 6))]
+    newest = dict.fromkeys(cards, T0)
+    keys: dict[str, list[str]] = {c: [] for c in cards}
+    batches = []
+    for _ in range(rng.randrange(1, 8)):
+        batch = []
+        for _ in range(rng.randrange(1, 40)):
+            card = rng.choice(cards)
+            retry = keys[card] and rng.random() < 0.15
+            key = rng.choice(keys[card]) if retry else f"k{rng.randrange(10**9)}"
+            keys[card].append(key)
+            t = newest[card] + rng.choice(STEPS) * rng.choice((1, 1, 2))
+            if rng.random() < 0.8:
+                newest[card] = max(newest[card], t)
+            event = Event(
+                t,
+                rng.randrange(1, 100_000),
+                rng.randrange(14),
+                rng.uniform(-80, 80),
+                rng.uniform(-170, 170),
+                key,
+            )
+            batch.append((card, event))
+        batches.append(batch)
+    return batches
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_packed_batches_equal_the_reference_to_the_bit(seed: int) -> None:
+    """Every event's features and every card's state after each batch, exactly."""
+    reference: dict[str, CardState] = {}
+    packed: dict[str, tuple[bytes, bytes]] = {}
+    for batch in random_batches(seed):
+        want = []
+        for card, event in batch:
+            found, reference[card] = observe(reference.get(card, CardState()), event)
+            want.append(found)
+        distinct = list(dict.fromkeys(card for card, _ in batch))
+        before = [packed.get(card, (b"", EMPTY_AGGREGATES)) for card in distinct]
+        index = [distinct.index(card) for card, _ in batch]
+        got, after = observe_batch(before, index, events_of([e for _, e in batch]))
+        packed.update(zip(distinct, after, strict=True))
+        np.testing.assert_array_equal(got, np.array(want))  # NaN where NaN
+        assert all(same_state(packed[card], reference[card]) for card in distinct)
+
+
+def test_packed_retry_in_one_batch_sees_what_the_first_saw() -> None:
+    """A retry inside the same batch gets the first attempt's features, is not recorded."""
+    a = Event(T0, 1_000, 1, 40.0, -74.0, "a")
+    b = Event(T0 + 60_000, 2_500, 1, 40.5, -74.0, "b")
+    got, after = observe_batch([(b"", EMPTY_AGGREGATES)], [0, 0, 0], events_of([a, b, b]))
+    np.testing.assert_array_equal(got[1], got[2])
+    assert got[1][HISTORY_FEATURES.index("card_tx_1h")] == 1.0
+    assert len(after[0][0]) == 2 * EVENT.itemsize
+
+
+def test_packed_ties_in_time_take_the_greater_key_rank() -> None:
+    """Two earlier events of one millisecond: the previous is the one of greater rank."""
+    x, y = (Event(T0, 1_000, 0, lat, -74.0, key) for lat, key in ((10.0, "x"), (20.0, "y")))
+    winner = x if key_rank("x") > key_rank("y") else y
+    now = Event(T0 + HOUR_MS, 1_000, 0, winner.lat, -74.0, "now")
+    for order in ([x, y], [y, x]):
+        got, _ = observe_batch([(b"", EMPTY_AGGREGATES)], [0, 0, 0], events_of([*order, now]))
+        assert got[2][HISTORY_FEATURES.index("card_km_from_last")] == 0.0
+
+
+def test_packed_state_round_trips_a_reference_state() -> None:
+    """`pack` then `unpack` keeps every event, the aggregates and the folded event."""
+    state = CardState()
+    for i in range(12):
+        _, state = observe(
+            state, Event(T0 + i * DAY_MS, 1_234 + i, i % 4, 40.1 + i, -73.9, f"e{i}")
+        )
+    plain = unpack(*pack(state))
+    assert [e[0] for e in plain["events"]] == [e.t_ms for e in state.events]
+    assert (plain["count"], plain["cents"]) == (state.count, state.cents)
+    assert plain["categories"] == state.categories
+    assert state.last is not None
+    assert plain["last"][0] == state.last.t_ms
+    assert plain["last"][4] == key_rank(state.last.key)
