@@ -3,7 +3,7 @@
     python -m training.score --model sproxxo-fraud:latest --source file --path day.parquet \\
         --history week-before.parquet --out .sproxxo/rescored/day.parquet
     python -m training.score --model TAG --source bigquery --table p.d.tx \\
-        --since 2026-01-01 --until 2026-04-01 --history-days 7 --out q1.parquet
+        --since 2026-01-01 --until 2026-04-01 --history-days 7 --out bq://p.d.rescored_q1
 
 Prints progress on stderr and a JSON summary (decision mix, score quantiles, rows/s).
 """
@@ -14,7 +14,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from sproxxo.jobs.cli import add_source_args, configure_logging, data_spec, run
 from sproxxo.jobs.rescore import rescore
@@ -32,7 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Score the data, write the answers, print the summary JSON."""
     p = argparse.ArgumentParser(prog="python -m training.score", description=__doc__)
     p.add_argument("--model", required=True, help="model tag, version or 'latest'")
-    p.add_argument("--out", type=Path, required=True, help="answers, .parquet or .csv")
+    p.add_argument(
+        "--out", required=True, help="answers: .parquet or .csv, or bq://project.dataset.table"
+    )
+    p.add_argument(
+        "--replace", action="store_true", help="overwrite a BigQuery table that holds rows"
+    )
     p.add_argument(
         "--no-explain", action="store_true", help="generic model reason codes (4x faster)"
     )
@@ -41,7 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     configure_logging(settings.log_level)
     spec, explain = data_spec(args), not args.no_explain
-    summary = rescore(args.model, spec, args.out, settings, progress=_progress, explain=explain)
+    summary = rescore(
+        args.model,
+        spec,
+        args.out,
+        settings,
+        progress=_progress,
+        explain=explain,
+        replace=args.replace,
+    )
     print(json.dumps({"model": args.model, "out": str(args.out), **summary.as_dict()}, indent=2))
     return 0
 

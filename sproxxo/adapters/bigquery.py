@@ -16,6 +16,7 @@ precision, recall and expected cost, the same way it does for the local files.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -276,6 +277,78 @@ def to_canonical(raw: pd.DataFrame, *, origin: str) -> pd.DataFrame:
     epoch = (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
     frame = raw.assign(epoch_seconds=epoch)[[*CANONICAL_COLUMNS, LABEL_COLUMN]]
     return frame.astype(_DTYPES).reset_index(drop=True)
+
+
+def write_frame(
+    frame: pd.DataFrame,
+    table: str,
+    *,
+    replace: bool = False,
+    client: Any = None,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+) -> int:
+    """Load a frame into `table` with one load job (a Parquet upload: no per-row streaming
+    quota or cost); the table is created if missing, with the frame's column types
+    (`_schema_of`). Returns the rows loaded.
+
+    Raises:
+        DataSourceError: bad table id, a table that already holds rows while `replace` is
+            False (re-running a window must not double it), or any API failure.
+    """
+    from google.cloud import bigquery
+
+    validate_table_id(table)
+    bq = client if client is not None else make_client(table.split(".", 1)[0])
+    body = io.BytesIO()
+    frame.to_parquet(body, index=False)
+    with _api_errors(table):
+        rows = _row_count(bq, table, timeout_seconds=timeout_seconds)
+        if rows and not replace:
+            raise DataSourceError(
+                f"bigquery table {table}: already holds rows; pass --replace to overwrite"
+            )
+        if rows is None:
+            bq.create_table(bigquery.Table(table, schema=_schema_of(frame)), exists_ok=True)
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            # WRITE_EMPTY: a concurrent writer since the check still cannot double the rows
+            write_disposition=(
+                bigquery.WriteDisposition.WRITE_TRUNCATE
+                if replace
+                else bigquery.WriteDisposition.WRITE_EMPTY
+            ),
+        )
+        job = bq.load_table_from_file(
+            body, table, job_config=config, rewind=True, timeout=timeout_seconds
+        )
+        job.result(timeout=timeout_seconds)
+    loaded = int(job.output_rows or 0)
+    logger.info("bigquery load job done table=%s rows=%d", table, loaded)
+    return loaded
+
+
+_BIGQUERY_TYPES: Final = {"f": "FLOAT64", "i": "INT64", "u": "INT64", "b": "BOOL", "M": "TIMESTAMP"}
+
+
+def _schema_of(frame: pd.DataFrame) -> list[Any]:
+    """A frame's columns as BigQuery fields: numbers, booleans and times as such, the rest
+    STRING."""
+    from google.cloud import bigquery
+
+    return [
+        bigquery.SchemaField(str(name), _BIGQUERY_TYPES.get(dtype.kind, "STRING"))
+        for name, dtype in frame.dtypes.items()
+    ]
+
+
+def _row_count(bq: Any, table: str, *, timeout_seconds: float) -> int | None:
+    """Rows in `table` (None: it does not exist)."""
+    from google.api_core import exceptions as api
+
+    try:
+        return int(bq.get_table(table, timeout=timeout_seconds).num_rows or 0)
+    except api.NotFound:
+        return None
 
 
 def read_predictions(

@@ -156,33 +156,56 @@ def summarise(answers: pd.DataFrame, seconds: float) -> Summary:
     )
 
 
-def check_output(out: Path) -> None:
-    """Refuse an output format before any work is done."""
-    if out.suffix.lower() not in {".parquet", ".csv"}:
-        raise DataSourceError(f"{out}: write .parquet or .csv")
+#: `--out` naming a BigQuery table instead of a file.
+BIGQUERY_PREFIX: Final = "bq://"
 
 
-def write_answers(answers: pd.DataFrame, out: Path) -> None:
-    """Write to `.parquet` or `.csv` (the folder is created)."""
+def check_output(out: str | Path) -> None:
+    """Refuse an output before any work is done: a `.parquet`/`.csv` path, or
+    `bq://project.dataset.table`."""
+    text = str(out)
+    if text.startswith(BIGQUERY_PREFIX):
+        from sproxxo.adapters.bigquery import validate_table_id
+
+        validate_table_id(text.removeprefix(BIGQUERY_PREFIX))
+    elif Path(text).suffix.lower() not in {".parquet", ".csv"}:
+        raise DataSourceError(f"{text}: write .parquet or .csv, or bq://project.dataset.table")
+
+
+def write_answers(
+    answers: pd.DataFrame, out: str | Path, *, replace: bool = False, client: Any = None
+) -> None:
+    """Write to `.parquet` or `.csv` (the folder is created), or load into a BigQuery table
+    with one load job (`replace`: overwrite a table that holds rows; refused otherwise)."""
     check_output(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".parquet":
-        answers.to_parquet(out, index=False)
+    text = str(out)
+    if text.startswith(BIGQUERY_PREFIX):
+        from sproxxo.adapters.bigquery import write_frame
+
+        table = text.removeprefix(BIGQUERY_PREFIX)
+        write_frame(answers, table, replace=replace, client=client)
+        return
+    path = Path(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".parquet":
+        answers.to_parquet(path, index=False)
     else:
-        answers.to_csv(out, index=False)
+        answers.to_csv(path, index=False)
 
 
 def rescore(
     tag: str,
     data: DataSpec,
-    out: Path,
+    out: str | Path,
     settings: Settings,
     *,
     progress: Progress | None = None,
     explain: bool = True,
+    replace: bool = False,
 ) -> Summary:
     """Score the data source with a stored model (checksums and dependency contract checked),
-    write the answers to `out`, return the summary."""
+    write the answers to `out` (a file, or `bq://` a table: `write_answers`), return the
+    summary."""
     check_output(out)
     use_store(settings)
     bundle = store.load_model(tag)  # checksums and contract, like evaluate (no signature:
@@ -193,5 +216,5 @@ def rescore(
         frame.reset_index(drop=True), bundle, progress=progress, explain=explain
     )
     seconds = time.perf_counter() - t0
-    write_answers(answers, out)
+    write_answers(answers, out, replace=replace)
     return summarise(answers, seconds)

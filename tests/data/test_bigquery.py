@@ -358,3 +358,37 @@ def test_prediction_log_schema_takes_real_chunks_and_reads_back_without_syntheti
         ["MODEL_SCORE_HIGH"],
         ["MODEL_SCORE_VERY_HIGH"],
     ]
+
+
+def test_rescored_answers_load_into_a_table_once_unless_replaced(
+    bq_client: Any, model_tags: list[str]
+) -> None:
+    """`training.score --out bq://...`: the answers of a re-scoring arrive in BigQuery by one
+    load job and read back equal; a second run into the same table is refused (a window
+    must not be doubled) unless it replaces the table."""
+    from sproxxo.adapters import bentoml_store as store
+    from sproxxo.jobs.rescore import rescore_frame, write_answers
+    from sproxxo.ml.training import add_history
+
+    answers = rescore_frame(add_history(generate(2_000, seed=5)), store.load_model(model_tags[0]))
+    table = f"{DATASET}.rescored"
+    write_answers(answers, f"bq://{table}", client=bq_client)
+    back = pd.DataFrame(_read_back(bq_client, table)).sort_values("transaction_id")
+    want = answers.sort_values("transaction_id")
+    assert len(back) == len(want) == 2_000
+    for column in ("transaction_id", "decision", "reason_codes", "rules", "model_tag"):
+        assert back[column].tolist() == want[column].tolist()
+    np.testing.assert_array_equal(back["fraud_probability"], want["fraud_probability"])
+    with pytest.raises(DataSourceError, match=rf"{table}: already holds rows; pass --replace"):
+        write_answers(answers, f"bq://{table}", client=bq_client)
+    write_answers(answers.head(10), f"bq://{table}", client=bq_client, replace=True)
+    assert len(_read_back(bq_client, table)) == 10
+
+
+@pytest.mark.parametrize("out", ["bq://not a table", "bq://p.d", "answers.xlsx"])
+def test_rescore_output_is_checked_before_any_work(out: str) -> None:
+    """A malformed table id or file type is refused at once, naming it."""
+    from sproxxo.jobs.rescore import check_output
+
+    with pytest.raises(DataSourceError, match=r"table id|parquet or \.csv"):
+        check_output(out)
