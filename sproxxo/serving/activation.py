@@ -88,6 +88,53 @@ def write_active(active_file: Path, tag: str) -> None:
     tmp.replace(active_file)
 
 
+class WatchedChoice:
+    """A model choice persisted for every worker (`write_active`'s file), and whether
+    another worker changed it: its inode and mtime, looked at no more than once per
+    `interval` seconds."""
+
+    def __init__(self, path: Path, *, interval: float = 1.0) -> None:
+        self.path = path
+        self._interval = interval
+        self._seen_mtime = self._mtime()
+        self._next_check = 0.0
+
+    def write(self, tag: str) -> None:
+        """Persist `tag` (this worker's own change: not reported back by `changed`).
+        Raises `StateNotPersisted`."""
+        try:
+            write_active(self.path, tag)
+        except OSError as exc:
+            raise StateNotPersisted(f"{self.path}: {exc}") from exc
+        self._seen_mtime = self._mtime()
+
+    def read(self) -> str | None:
+        """The persisted tag (None: no readable file)."""
+        return read_active(self.path)
+
+    def changed(self) -> str | None:
+        """The persisted tag ("" when the file went or cannot be read) if the file changed
+        since the last look; None when it did not, or when it is too soon to look."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return None
+        self._next_check = now + self._interval
+        mtime = self._mtime()
+        if mtime == self._seen_mtime:
+            return None
+        self._seen_mtime = mtime
+        return self.read() or ""
+
+    def _mtime(self) -> tuple[int, int]:
+        # with the inode: every write renames a new file in, and two writes within one
+        # timestamp tick (a few ms) share an mtime
+        try:
+            found = self.path.stat()
+        except OSError:
+            return (0, 0)
+        return (found.st_ino, found.st_mtime_ns)
+
+
 class ActiveModel:
     """The serving slot: one verified bundle at a time, swappable without downtime."""
 
@@ -108,8 +155,7 @@ class ActiveModel:
         self._on_event = on_event or (lambda event: None)
         self._on_swap = on_swap or (lambda new, old: None)
         self._lock = threading.Lock()
-        self._seen_mtime = self._mtime()
-        self._next_check = 0.0
+        self._choice = WatchedChoice(active_file)
 
     @property
     def tag(self) -> str | None:
@@ -123,7 +169,7 @@ class ActiveModel:
 
     def serves_anywhere(self, tag: str) -> bool:
         """Whether `tag` serves here or is the one persisted for every worker."""
-        return tag in {self.tag, read_active(self.active_file)}
+        return tag in {self.tag, self._choice.read()}
 
     def start(self, pinned: str, *, shipped: str = "") -> ModelBundle | None:
         """Load the first allowed start-up candidate that passes verification."""
@@ -154,11 +200,7 @@ class ActiveModel:
             except ModelUnavailable as exc:
                 self._refuse(tag, str(exc))
                 raise
-            try:
-                write_active(self.active_file, bundle.tag)
-            except OSError as exc:
-                raise StateNotPersisted(f"{self.active_file}: {exc}") from exc
-            self._seen_mtime = self._mtime()
+            self._choice.write(bundle.tag)
             previous = self.bundle
             self._install(bundle)
             self._on_event("swap")
@@ -169,15 +211,7 @@ class ActiveModel:
         """Follow an activation made by another worker (cheap; checks once per second).
 
         Returns the thread that loads the other worker's model, if one was started."""
-        now = time.monotonic()
-        if now < self._next_check:
-            return None
-        self._next_check = now + 1.0
-        mtime = self._mtime()
-        if mtime == self._seen_mtime:
-            return None
-        self._seen_mtime = mtime
-        tag = read_active(self.active_file)
+        tag = self._choice.changed()
         if not tag or (self.bundle is not None and tag == self.bundle.tag):
             return None
         follower = threading.Thread(target=self._follow, args=(tag,), daemon=True)
@@ -191,7 +225,7 @@ class ActiveModel:
             self._refuse(tag, str(exc))
             return
         with self._lock:
-            if read_active(self.active_file) != tag:
+            if self._choice.read() != tag:
                 logger.info("model %s superseded while loading: not installed", tag)
                 return
             previous = self.bundle
@@ -208,9 +242,3 @@ class ActiveModel:
         self.refusals = [*self.refusals[-9:], Refusal(tag, reason)]
         self._on_event("refused")
         logger.error("model %s refused: %s", tag, reason)
-
-    def _mtime(self) -> int:
-        try:
-            return self.active_file.stat().st_mtime_ns
-        except OSError:
-            return 0

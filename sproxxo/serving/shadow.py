@@ -28,12 +28,12 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from sproxxo.errors import ModelRefused, ModelUnavailable, StateNotPersisted
+from sproxxo.errors import ModelRefused, ModelUnavailable
 from sproxxo.ml.bundle import ModelBundle
 from sproxxo.policy import decision_names
 from sproxxo.records import SHADOW_COLUMNS, Chunk
 from sproxxo.schemas import RuleViolation
-from sproxxo.serving.activation import read_active, write_active
+from sproxxo.serving.activation import WatchedChoice
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +45,19 @@ CLEARED: Final = ""
 class ShadowSlot:
     """Which stored model shadows the champion in this worker (thread-safe)."""
 
-    def __init__(self, state_file: Path, *, loader: Callable[[str], ModelBundle]) -> None:
+    def __init__(
+        self,
+        state_file: Path,
+        *,
+        loader: Callable[[str], ModelBundle],
+        check_seconds: float = 1.0,
+    ) -> None:
         self.state_file = state_file
         self.bundle: ModelBundle | None = None
         self.refusal: str | None = None
         self._loader = loader
         self._lock = threading.Lock()
-        self._seen_mtime = self._mtime()
-        self._next_check = 0.0
+        self._choice = WatchedChoice(state_file, interval=check_seconds)
 
     @property
     def tag(self) -> str | None:
@@ -62,12 +67,12 @@ class ShadowSlot:
 
     def shadows_anywhere(self, tag: str) -> bool:
         """Whether `tag` shadows here or is the one persisted for every worker."""
-        return tag in {self.tag, read_active(self.state_file)}
+        return tag in {self.tag, self._choice.read()}
 
     def start(self, configured: str) -> None:
         """The persisted choice (an operator's, even "none") or else the configured tag;
         a shadow that fails verification is refused (reported in /health), never fatal."""
-        persisted = read_active(self.state_file)
+        persisted = self._choice.read()
         tag = persisted if persisted is not None else configured
         if tag:
             self._load(tag)
@@ -96,17 +101,11 @@ class ShadowSlot:
         return previous
 
     def refresh(self) -> threading.Thread | None:
-        """Follow another worker's choice (checks the file at most once per second);
+        """Follow another worker's choice (checks the file at most once per `check_seconds`);
         returns the thread that loads a newly chosen shadow, if one was started."""
-        now = time.monotonic()
-        if now < self._next_check:
+        tag = self._choice.changed()
+        if tag is None:
             return None
-        self._next_check = now + 1.0
-        mtime = self._mtime()
-        if mtime == self._seen_mtime:
-            return None
-        self._seen_mtime = mtime
-        tag = read_active(self.state_file)
         if not tag:
             self.bundle = None
             return None
@@ -118,7 +117,7 @@ class ShadowSlot:
 
     def _follow(self, tag: str) -> None:
         with self._lock:
-            if read_active(self.state_file) == tag:
+            if self._choice.read() == tag:
                 self._load(tag)
 
     def _load(self, tag: str) -> None:
@@ -129,17 +128,7 @@ class ShadowSlot:
             logger.error("shadow model %s refused: %s", tag, exc)
 
     def _persist(self, tag: str) -> None:
-        try:
-            write_active(self.state_file, tag)
-        except OSError as exc:
-            raise StateNotPersisted(f"{self.state_file}: {exc}") from exc
-        self._seen_mtime = self._mtime()
-
-    def _mtime(self) -> int:
-        try:
-            return self.state_file.stat().st_mtime_ns
-        except OSError:
-            return 0
+        self._choice.write(tag)
 
 
 #: Hands a finished chunk to the prediction log (the runtime's delivery to its owners).

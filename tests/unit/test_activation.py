@@ -11,7 +11,13 @@ import pytest
 from sproxxo.errors import ModelUnavailable, StateNotPersisted
 from sproxxo.ml.bundle import ModelBundle
 from sproxxo.serving import activation
-from sproxxo.serving.activation import ActiveModel, read_active, startup_candidates, write_active
+from sproxxo.serving.activation import (
+    ActiveModel,
+    WatchedChoice,
+    read_active,
+    startup_candidates,
+    write_active,
+)
 
 GOOD = (
     "sproxxo-fraud:pinned",
@@ -336,3 +342,27 @@ def test_swap_callback_gets_new_and_previous_bundles(
         ("sproxxo-fraud:newest", "sproxxo-fraud:champ"),
         ("sproxxo-fraud:older", "sproxxo-fraud:newest"),
     ]
+
+
+def test_watched_choice_reports_another_writers_change_once(tmp_path: Path) -> None:
+    """A change written by another worker is reported once, as its tag ("" once cleared by
+    removing the file); this worker's own writes are not reported back."""
+    mine = WatchedChoice(tmp_path / "choice.json", interval=0.0)
+    other = WatchedChoice(tmp_path / "choice.json", interval=0.0)
+    assert mine.changed() is None
+    other.write("m:b")
+    assert mine.changed() == "m:b"
+    assert mine.changed() is None
+    mine.write("m:c")
+    assert mine.changed() is None
+    assert other.changed() == "m:c"
+    (tmp_path / "choice.json").unlink()
+    assert other.changed() == ""
+
+
+def test_watched_choice_looks_no_more_than_once_per_interval(tmp_path: Path) -> None:
+    """Within the interval a change is not seen yet (the file is not even looked at)."""
+    mine = WatchedChoice(tmp_path / "choice.json", interval=3600.0)
+    assert mine.changed() is None  # the first look starts the interval
+    WatchedChoice(tmp_path / "choice.json").write("m:b")
+    assert mine.changed() is None

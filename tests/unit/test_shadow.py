@@ -56,11 +56,10 @@ class Store:
 
 
 def _slot(path: Path, store: Store) -> ShadowSlot:
-    return ShadowSlot(path / "shadow-model.json", loader=store)
+    return ShadowSlot(path / "shadow-model.json", loader=store, check_seconds=0.0)
 
 
 def _follow(slot: ShadowSlot) -> None:
-    slot._next_check = 0.0  # the once-per-second throttle, skipped
     loader = slot.refresh()
     if loader is not None:
         loader.join(10)
