@@ -131,7 +131,8 @@ def kernel_rows(bundle: Any, matrix: np.ndarray) -> list[tuple[str, list[float]]
 
 
 def _kernel_of(bundle: Any, explain: Any) -> Callable[[Any], Any]:
-    return lambda row: explain.shap_values(bundle.compiled, row)
+    prepared = explain.tables(bundle.compiled)  # once per model, as the bundle keeps them
+    return lambda row: explain.shap_values(bundle.compiled, row, prepared=prepared)
 
 
 def exactness(bundle: Any, matrix: np.ndarray) -> float:

@@ -123,8 +123,13 @@ class ModelBundle:
         return Contributions(
             base_value=self._base_value,
             raw_scores=self.compiled.raw(matrix),
-            by_feature=explain.shap_values(self.compiled, matrix),
+            by_feature=explain.shap_values(self.compiled, matrix, prepared=self._explain_tables),
         )
+
+    @cached_property
+    def _explain_tables(self) -> explain.Tables:
+        assert self.compiled is not None  # noqa: S101 - only reached with compiled trees
+        return explain.tables(self.compiled)
 
     @cached_property
     def _base_value(self) -> float:

@@ -13,132 +13,119 @@ and the contributions add up exactly: v({}) + sum_j phi_j = v(F) = f(x). v({}) i
 value: the baseline plus each tree's leaf values weighted by the share of the training
 samples that reached them.
 
-`shap_values` computes every phi_j without enumerating subsets: Lundberg, Erion and Lee
-(2018), "Consistent individualized feature attribution for tree ensembles", Algorithm 2, in
-O(leaves * depth^2) per tree. One walk per tree carries the path's unique features, each
-with the fraction of zero (cover-weighted) and one (x's way) paths through it and the
-weights of every subset size; a feature met again lower on the path is merged with its
-first occurrence (unwound, then extended with the product of both fractions). A missing
-value (NaN) goes the way the model sends it (`nan_right`), as `CompiledModel.raw` does.
+`shap_values` computes every phi_j without enumerating subsets. For one leaf l with value
+v_l, reached by the path P_l (each feature on it once, a feature met again merged: its
+cover fractions multiplied, and "x goes this way" required at every split on it), let z_k
+be feature k's cover fraction along P_l and o_k 1 when x follows the path at every split on
+k, else 0. The Shapley weights |S|! (d - |S| - 1)! / d! are Beta integrals, so the leaf's
+share of phi_j is (Yu et al., "Linear TreeShap", NeurIPS 2022)
+
+    v_l (o_j - z_j) * integral over [0, 1] of  prod over k in P_l, k != j of
+                                                (z_k + (o_k - z_k) y) dy,
+
+a polynomial of degree < depth, integrated exactly by Gauss-Legendre with 4 points for
+trees up to 8 deep (`MAX_DEPTH`; a deeper model serves without explanations).
+Every leaf below an edge on feature j shares that edge's (z_j, o_j) unless j is split on
+again lower down, so phi_j needs, per edge, the sum over its leaves of v_l times their
+path products, less the part below a deeper edge on j: one pass down each tree (the path
+products at every node) and one pass up (the sums), O(nodes * points) per tree, with no
+division per row: every factor and its inverse depends only on the model and on o in
+{0, 1}, so `Tables` holds them. A missing value (NaN) goes the way the model sends it
+(`nan_right`), as `CompiledModel.raw` does. (Lundberg, Erion and Lee 2018's Algorithm 2,
+used before, costs O(leaves * depth^2) per tree: 2.4-3x slower here, same values to 5e-14.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
 from sproxxo.ml.compiled_trees import BoolArray, CompiledModel, FloatArray, IntArray
 
+#: Gauss-Legendre points: exact for path polynomials of degree < 2 * _POINTS, so for trees
+#: up to `MAX_DEPTH` deep (the training recipe's `max_depth` is 8). A constant, so the
+#: compiled loops over the points are unrolled.
+_POINTS = 4
+MAX_DEPTH = 2 * _POINTS
+
 
 def _shap(
     x: FloatArray,
-    feature: IntArray,
+    starts: IntArray,
+    parent: IntArray,
+    children: IntArray,
+    value: FloatArray,
+    edge_feature: IntArray,
     threshold: FloatArray,
     nan_right: BoolArray,
-    left: IntArray,
-    value: FloatArray,
-    cover: FloatArray,
-    roots: IntArray,
-    max_depth: int,
+    is_right: BoolArray,
+    prev: IntArray,
+    zero: FloatArray,
+    factor: FloatArray,
+    inverse: FloatArray,
+    weighted: FloatArray,
     out: FloatArray,
 ) -> None:  # pragma: no cover - runs compiled by numba (see `_kernel`)
-    """out[i, j] += phi_j of row i, tree by tree (Algorithm 2 as an explicit stack).
+    """out[i, j] += phi_j of row i. Every array is in preorder position (`Tables`), so both
+    passes read memory in sequence.
 
-    One function, because numba compiles it lazily (the module does not import numba) and
-    a compiled function calls only compiled functions. The path of the node at tree depth
-    `lv` lives in row `lv` of the path arrays (unique feature, zero fraction, one fraction,
-    subset weight); `ud[lv]` is its last index. A child copies its parent's row, so the
-    cold child, visited after the hot child's whole subtree, finds that row intact. Every
-    one fraction is 0 or 1 (x's way or not), which gives the leaf step its shortcut: all
-    the elements x does not reach share one contribution, -(d + 1) * sum_k w_k / (d - k).
+    Down (preorder): each node's o (x follows its edge, and every edge above on the same
+    feature) and its path product at every quadrature point, from its parent's (a feature
+    met again: its earlier factor divided out by its stored inverse). Up (reverse
+    preorder, so children come before parents): each node's leaf sum S, and the edge's
+    share (o - z) * sum_q w_q (S - X) / factor to phi of the edge's feature, where X is
+    what deeper edges on the same feature took; then S joins the upper edge's X.
     """
-    size = max_depth + 2
-    pf = np.empty((size, size), dtype=np.intp)
-    pz = np.empty((size, size), dtype=np.float64)
-    po = np.empty((size, size), dtype=np.float64)
-    pw = np.empty((size, size), dtype=np.float64)
-    ud = np.empty(size, dtype=np.intp)
-    inv = 1.0 / np.arange(1, size + 2, dtype=np.float64)  # inv[k] = 1 / (k + 1)
-    s_node = np.empty(2 * size, dtype=np.intp)
-    s_lv = np.empty(2 * size, dtype=np.intp)
-    s_z = np.empty(2 * size, dtype=np.float64)
-    s_o = np.empty(2 * size, dtype=np.float64)
-    s_f = np.empty(2 * size, dtype=np.intp)
+    m = _POINTS  # a constant: numba unrolls the point loops (1.5x)
+    size = 1
+    for t in range(starts.shape[0] - 1):
+        size = max(size, starts[t + 1] - starts[t])
+    g = np.empty((size, m))  # per tree, by position in it: stays in L1 cache
+    sums = np.empty((size, m))
+    taken = np.zeros((size, m))
+    hot = np.empty(size, dtype=np.intp)
     for r in range(x.shape[0]):
-        for t in range(roots.shape[0]):
-            s_node[0], s_lv[0], s_z[0], s_o[0], s_f[0] = roots[t], 0, 1.0, 1.0, -1
-            top = 1
-            while top > 0:
-                top -= 1
-                nd, lv, z, o = s_node[top], s_lv[top], s_z[top], s_o[top]
-                # the parent's path, extended with the split that led here
-                d = 0 if lv == 0 else ud[lv - 1] + 1
-                for i in range(d):
-                    pf[lv, i] = pf[lv - 1, i]
-                    pz[lv, i] = pz[lv - 1, i]
-                    po[lv, i] = po[lv - 1, i]
-                    pw[lv, i] = pw[lv - 1, i]
-                pf[lv, d], pz[lv, d], po[lv, d] = s_f[top], z, o
-                pw[lv, d] = 1.0 if d == 0 else 0.0
-                scale = inv[d]
-                for i in range(d - 1, -1, -1):
-                    pw[lv, i + 1] += o * pw[lv, i] * (i + 1) * scale
-                    pw[lv, i] = z * pw[lv, i] * (d - i) * scale
-                if left[nd] == nd:  # a leaf: every path element gets its share
-                    v = value[nd]
-                    cold = 0.0
-                    has_cold = False
-                    for i in range(1, d + 1):
-                        if po[lv, i] == 0.0:
-                            has_cold = True
-                            continue
-                        zi = pz[lv, i]
-                        nxt = pw[lv, d]
-                        total = 0.0
-                        for k in range(d - 1, -1, -1):
-                            step = nxt * inv[k]
-                            total += step
-                            nxt = pw[lv, k] - step * zi * (d - k)
-                        out[r, pf[lv, i]] += total * (d + 1) * (1.0 - zi) * v
-                    if has_cold:
-                        for k in range(d):
-                            cold += pw[lv, k] * inv[d - k - 1]
-                        cold *= -(d + 1) * v
-                        for i in range(1, d + 1):
-                            if po[lv, i] == 0.0:
-                                out[r, pf[lv, i]] += cold
+        for t in range(starts.shape[0] - 1):
+            s0, s1 = starts[t], starts[t + 1]
+            for q in range(m):
+                g[0, q] = 1.0
+            for c in range(s0 + 1, s1):
+                lc, lp = c - s0, parent[c] - s0
+                v = x[r, edge_feature[c]]
+                right = (v > threshold[c]) | ((v != v) & nan_right[c])
+                o = 1 if right == is_right[c] else 0
+                e = prev[c]
+                if e >= 0:
+                    o &= hot[e - s0]
+                    for q in range(m):
+                        g[lc, q] = g[lp, q] * inverse[hot[e - s0], e, q] * factor[o, c, q]
+                else:
+                    for q in range(m):
+                        g[lc, q] = g[lp, q] * factor[o, c, q]
+                hot[lc] = o
+            for c in range(s1 - 1, s0 - 1, -1):
+                lc, k = c - s0, children[c]
+                if k < 0:
+                    for q in range(m):
+                        sums[lc, q] = value[c] * g[lc, q]
+                else:
+                    for q in range(m):
+                        sums[lc, q] = sums[lc + 1, q] + sums[k - s0, q]
+                if c == s0:
                     continue
-                split = feature[nd]
-                xv = x[r, split]
-                hot = left[nd] + ((xv > threshold[nd]) | ((xv != xv) & nan_right[nd]))
-                other = 2 * left[nd] + 1 - hot
-                iz, io = 1.0, 1.0
-                k = 1
-                while k <= d and pf[lv, k] != split:
-                    k += 1
-                if k <= d:  # met before on this path: undo it, the children redo it merged
-                    iz, io = pz[lv, k], po[lv, k]
-                    nxt = pw[lv, d]
-                    for i in range(d - 1, -1, -1):
-                        if io != 0.0:
-                            held = pw[lv, i]
-                            pw[lv, i] = nxt * (d + 1) / ((i + 1) * io)
-                            nxt = held - pw[lv, i] * iz * (d - i) / (d + 1)
-                        else:
-                            pw[lv, i] = pw[lv, i] * (d + 1) / (iz * (d - i))
-                    for i in range(k, d):
-                        pf[lv, i] = pf[lv, i + 1]
-                        pz[lv, i] = pz[lv, i + 1]
-                        po[lv, i] = po[lv, i + 1]
-                    d -= 1
-                ud[lv] = d
-                s_node[top], s_lv[top], s_f[top] = other, lv + 1, split
-                s_z[top], s_o[top] = cover[other] / cover[nd] * iz, 0.0
-                s_node[top + 1], s_lv[top + 1], s_f[top + 1] = hot, lv + 1, split
-                s_z[top + 1], s_o[top + 1] = cover[hot] / cover[nd] * iz, io
-                top += 2
+                o = hot[lc]
+                acc = 0.0
+                for q in range(m):
+                    acc += (sums[lc, q] - taken[lc, q]) * weighted[o, c, q]
+                    taken[lc, q] = 0.0  # ready for the next tree
+                out[r, edge_feature[c]] += (o - zero[c]) * acc
+                e = prev[c]
+                if e >= 0:
+                    for q in range(m):
+                        taken[e - s0, q] += sums[lc, q]
 
 
 @cache
@@ -155,8 +142,9 @@ def _kernel() -> Callable[..., None]:
 
 
 def can_explain(model: CompiledModel) -> bool:
-    """Whether the model carries its node covers (bundles written before them do not)."""
-    return model.cover is not None
+    """Whether the model carries its node covers (bundles written before them do not) and
+    its trees are no deeper than `MAX_DEPTH` (the training recipe's `max_depth`)."""
+    return model.cover is not None and int(model.depths.max(initial=0)) <= MAX_DEPTH
 
 
 def base_value(model: CompiledModel) -> float:
@@ -170,23 +158,115 @@ def base_value(model: CompiledModel) -> float:
     return model.baseline + float(np.sum(model.value[leaf] * cover[leaf] / root_cover[leaf]))
 
 
-def shap_values(model: CompiledModel, x: FloatArray) -> FloatArray:
+@dataclass(frozen=True)
+class Tables:
+    """What `_shap` needs of a model, computed once per model (`tables`), every array
+    indexed by preorder position (trees one after the other): a node's left child is the
+    next position. A node's edge is its parent's split (roots have none)."""
+
+    starts: IntArray  # each tree's first position, then the total
+    parent: IntArray  # the parent's position, -1 for a root
+    children: IntArray  # the right child's position, -1 for a leaf
+    value: FloatArray  # the leaf value
+    edge_feature: IntArray  # the feature the parent splits on
+    threshold: FloatArray  # the parent's threshold
+    nan_right: BoolArray  # the parent sends NaN right
+    is_right: BoolArray  # the node is its parent's right child
+    prev: IntArray  # the nearest edge above on the same feature (-1: none)
+    zero: FloatArray  # z: the product of cover[child] / cover[parent] over those edges
+    factor: FloatArray  # [o, c, q]: z + (o - z) * y_q
+    inverse: FloatArray  # 1 / factor
+    weighted: FloatArray  # w_q / factor
+
+
+def tables(model: CompiledModel) -> Tables:
+    """The model's `Tables`. Raises ValueError without covers or with an empty node."""
+    cover = _covers(model)
+    if np.any(cover <= 0):
+        raise ValueError("explanations need every node's training-sample count above zero")
+    if int(model.depths.max(initial=0)) > MAX_DEPTH:
+        raise ValueError(f"explanations need trees of depth <= {MAX_DEPTH}")
+    order, parent, prev = _preorder(model)
+    position = np.empty(len(order), dtype=np.intp)
+    position[order] = np.arange(len(order))
+    internal = model.left[order] != order
+    up = np.where(parent >= 0, order[np.maximum(parent, 0)], 0)  # the parent's node id
+    ratio = np.where(parent >= 0, cover[order] / cover[up], 1.0)
+    zero = ratio.copy()
+    for c in range(len(order)):  # preorder: an edge's earlier edge on its feature is done first
+        if prev[c] >= 0:
+            zero[c] = ratio[c] * zero[prev[c]]
+    points, weights = np.polynomial.legendre.leggauss(_POINTS)
+    y, w = (points + 1.0) / 2.0, weights / 2.0
+    factor = np.stack([zero[:, None] * (1.0 - y), zero[:, None] + (1.0 - zero[:, None]) * y])
+    return Tables(
+        starts=np.append(np.flatnonzero(parent < 0), len(order)).astype(np.intp),
+        parent=parent,
+        children=np.where(internal, position[np.where(internal, model.left[order] + 1, 0)], -1),
+        value=model.value[order],
+        edge_feature=np.where(parent >= 0, model.feature[up], 0).astype(np.intp),
+        threshold=model.threshold[up],
+        nan_right=model.nan_right[up],
+        is_right=(parent >= 0) & (model.left[up] != order),
+        prev=prev,
+        zero=zero,
+        factor=factor,
+        inverse=1.0 / factor,
+        weighted=w / factor,
+    )
+
+
+def _preorder(model: CompiledModel) -> tuple[IntArray, IntArray, IntArray]:
+    """Every tree's nodes in preorder (left child first), and by position: the parent's
+    position and the nearest edge above on the same feature (-1: none)."""
+    order: list[int] = []
+    parent: list[int] = []
+    prev: list[int] = []
+    for root in model.roots.tolist():
+        stack: list[tuple[int, int, dict[int, int]]] = [(root, -1, {})]
+        while stack:
+            node, up, seen = stack.pop()
+            here = len(order)
+            order.append(node)
+            parent.append(up)
+            if up >= 0:
+                feature = int(model.feature[order[up]])
+                prev.append(seen.get(feature, -1))
+                seen = {**seen, feature: here}
+            else:
+                prev.append(-1)
+            left = int(model.left[node])
+            if left != node:
+                stack.extend(((left + 1, here, seen), (left, here, seen)))
+    return (np.asarray(order, dtype=np.intp), np.asarray(parent, dtype=np.intp),
+            np.asarray(prev, dtype=np.intp))  # fmt: skip
+
+
+def shap_values(
+    model: CompiledModel, x: FloatArray, *, prepared: Tables | None = None
+) -> FloatArray:
     """Each row's contribution of every feature (columns of `x`) to its raw score, in
     log-odds: `base_value(model) + shap_values(model, x).sum(axis=1)` is `model.raw(x)`
-    (up to rounding). Raises ValueError without covers."""
-    cover = _covers(model)
+    (up to rounding). `prepared`: the model's `tables`, when the caller keeps them. Raises
+    ValueError without covers."""
+    t = prepared if prepared is not None else tables(model)
     rows = np.ascontiguousarray(x, dtype=np.float64)
     out = np.zeros(rows.shape, dtype=np.float64)
     _kernel()(
         rows,
-        model.feature,
-        model.threshold,
-        model.nan_right,
-        model.left,
-        model.value,
-        cover,
-        model.roots,
-        int(model.depths.max(initial=0)),
+        t.starts,
+        t.parent,
+        t.children,
+        t.value,
+        t.edge_feature,
+        t.threshold,
+        t.nan_right,
+        t.is_right,
+        t.prev,
+        t.zero,
+        t.factor,
+        t.inverse,
+        t.weighted,
         out,
     )
     return out

@@ -222,3 +222,45 @@ def test_explain_kernel_compiles_without_a_writable_cache(monkeypatch: pytest.Mo
         np.testing.assert_allclose(phi, [-1.55, 0.05], atol=1e-12)
     finally:
         explain._kernel.cache_clear()
+
+
+def _full_tree(depth: int, seed: int) -> CompiledModel:
+    """A full tree of `depth` levels in the compiled layout (BFS: node i's children are
+    2i + 1, 2i + 2), splitting on feature `level` at each level, with random thresholds,
+    leaf values and covers that add up."""
+    rng = np.random.default_rng(seed)
+    inner, n = 2**depth - 1, 2 ** (depth + 1) - 1
+    cover = np.zeros(n)
+    cover[0] = 10_000.0
+    for i in range(inner):
+        share = rng.uniform(0.1, 0.9)
+        cover[2 * i + 1], cover[2 * i + 2] = cover[i] * share, cover[i] * (1 - share)
+    level = np.floor(np.log2(np.arange(n) + 1)).astype(int)
+    return _tree(
+        feature=np.where(np.arange(n) < inner, level, 0),
+        threshold=np.where(np.arange(n) < inner, rng.normal(size=n), np.inf),
+        nan_right=rng.random(n) < 0.5,
+        left=np.where(np.arange(n) < inner, 2 * np.arange(n) + 1, np.arange(n)),
+        value=np.where(np.arange(n) < inner, 0.0, rng.normal(size=n)),
+        cover=cover,
+        depth=depth,
+    )
+
+
+def test_shap_values_are_exact_at_the_deepest_explained_depth() -> None:
+    """A path of MAX_DEPTH distinct features (the quadrature's degree bound): the
+    brute-force Shapley values, NaN included."""
+    model = _full_tree(explain.MAX_DEPTH, seed=3)
+    rows = np.random.default_rng(4).normal(size=(3, explain.MAX_DEPTH))
+    rows[1, ::3] = np.nan
+    for row in rows:
+        phi = explain.shap_values(model, row[None, :])[0]
+        np.testing.assert_allclose(phi, _brute_force(model, row), rtol=0, atol=1e-9)
+
+
+def test_a_model_deeper_than_max_depth_does_not_explain_itself() -> None:
+    """Past MAX_DEPTH the 4-point quadrature is not exact: no explanations, not wrong ones."""
+    deep = _full_tree(explain.MAX_DEPTH + 1, seed=5)
+    assert not explain.can_explain(deep)
+    with pytest.raises(ValueError, match="depth"):
+        explain.shap_values(deep, np.zeros((1, explain.MAX_DEPTH + 1)))
