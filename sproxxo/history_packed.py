@@ -19,6 +19,7 @@ random streams (retries, ties, out-of-order events, folding).
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -71,15 +72,15 @@ class Batch:
 
 
 def events_of(events: Sequence[Event]) -> Batch:
-    """The columns of `events`."""
-    return Batch(
-        t=np.fromiter((e.t_ms for e in events), np.int64, len(events)),
-        cents=np.fromiter((e.cents for e in events), np.int64, len(events)),
-        cat=np.fromiter((e.category for e in events), np.int64, len(events)),
-        lat=np.fromiter((e.lat for e in events), np.float64, len(events)),
-        lon=np.fromiter((e.lon for e in events), np.float64, len(events)),
-        h=np.fromiter((key_rank(e.key) for e in events), np.uint64, len(events)),
+    """The columns of `events` (one pass over them)."""
+    rows = np.array(
+        [(e.t_ms, e.cents, e.lat, e.lon, key_rank(e.key), e.category) for e in events],
+        dtype=EVENT,
     )
+    return Batch(
+        t=rows["t"], cents=rows["cents"], cat=rows["cat"], lat=rows["lat"], lon=rows["lon"],
+        h=rows["h"],
+    )  # fmt: skip
 
 
 def observe_batch(
@@ -96,16 +97,11 @@ def observe_batch(
     """
     m, n = len(states), len(card_index)
     old = np.frombuffer(b"".join(s[0] for s in states), dtype=EVENT)
-    lengths = np.fromiter((len(s[0]) // EVENT.itemsize for s in states), np.int64, m)
+    sizes = (len(s[0]) // EVENT.itemsize for s in states)
+    old_offsets = np.fromiter(itertools.accumulate(sizes, initial=0), np.int64, m + 1)
     aggs = np.frombuffer(b"".join(s[1] for s in states), dtype=AGGREGATES).copy()
-    cards = np.asarray(card_index, dtype=np.int64)
-    order = np.argsort(cards, kind="stable")
-    firsts = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cards, minlength=m), out=firsts[1:])
-    old_offsets = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(lengths, out=old_offsets[1:])
-    new_offsets = old_offsets + firsts  # room for every old event and every batch event
     new = np.empty(len(old) + n, dtype=EVENT)
+    new_offsets = np.empty(m + 1, dtype=np.int64)  # the kernel's: room for old + batch
     out = np.empty((n, _WIDTH), dtype=np.float64)
     kept = np.empty(m, dtype=np.int64)
     last = aggs["last"]
@@ -117,8 +113,7 @@ def observe_batch(
         aggs["cats"],
         aggs["has_last"],
         *(last[f] for f in _FIELDS),
-        order,
-        firsts,
+        np.asarray(card_index, dtype=np.int64),
         batch.t,
         batch.cents,
         batch.lat,
@@ -185,7 +180,7 @@ def _observe(
     o_off: Any,
     a_count: Any, a_cents: Any, a_cats: Any, a_has: Any,
     l_t: Any, l_c: Any, l_lat: Any, l_lon: Any, l_h: Any, l_cat: Any,
-    order: Any, firsts: Any,
+    cards: Any,
     b_t: Any, b_c: Any, b_lat: Any, b_lon: Any, b_h: Any, b_cat: Any,
     n_t: Any, n_c: Any, n_lat: Any, n_lon: Any, n_h: Any, n_cat: Any,
     n_off: Any, kept: Any, out: Any,
@@ -196,7 +191,20 @@ def _observe(
     the reference's, so the floats are the same to the bit. One long function, as
     `sproxxo.ml.explain._shap`: a compiled function calls only compiled ones, and this
     module compiles lazily (importing it does not import numba)."""
-    for j in range(o_off.shape[0] - 1):
+    m, n = o_off.shape[0] - 1, cards.shape[0]
+    firsts = np.zeros(m + 1, dtype=np.int64)  # each card's events in arrival order: a
+    for b in range(n):  # stable counting sort of the batch by card
+        firsts[cards[b] + 1] += 1
+    for j in range(m):
+        firsts[j + 1] += firsts[j]
+        n_off[j] = o_off[j] + firsts[j]
+    n_off[m] = o_off[m] + firsts[m]
+    order = np.empty(n, dtype=np.int64)
+    filled = firsts[:m].copy()
+    for b in range(n):
+        order[filled[cards[b]]] = b
+        filled[cards[b]] += 1
+    for j in range(m):
         base = n_off[j]
         size = o_off[j + 1] - o_off[j]
         for i in range(size):
@@ -309,7 +317,7 @@ def _kernel() -> Callable[..., None]:
     event = (i8, i8, f8, f8, u8, i8)
     stored = tuple(types.Array(a.dtype, 1, "A", readonly=True) for a in event)  # frombuffer's
     signature = types.void(
-        *stored, i8, i8, i8, types.Array(types.int64, 2, "A"), i8, *event, i8, i8,
+        *stored, i8, i8, i8, types.Array(types.int64, 2, "A"), i8, *event, i8,
         i8, i8, f8, f8, u8, i8, *event, i8, i8, types.Array(types.float64, 2, "A"),
     )  # fmt: skip
     try:
