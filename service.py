@@ -206,8 +206,13 @@ def _explain_asked() -> bool:
     return explain_requested(SERVICE.context.request.query_params)
 
 
+#: The sources reach the image before the bentofile's setup script runs (BentoML 1.4.40
+#: copies the rest after it), so deploy/numba_cache.sh can compile the kernels into it.
+IMAGE = bentoml.images.Image(python_version="3.11", distro="debian").build_include("sproxxo")
+
+
 @bentoml.asgi_app(admin, path="/")
-@bentoml.service(**service_config(SETTINGS))
+@bentoml.service(**service_config(SETTINGS), image=IMAGE)
 class FraudScorer:
     """Validated, risk-scored, micro-batched fraud predictions."""
 

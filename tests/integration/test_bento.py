@@ -86,3 +86,23 @@ def test_built_bento_serves_a_prediction(bento_tag: str, tmp_path: Path) -> None
         assert r.json()["model_tag"] == f"sproxxo-fraud:{bento_tag.split(':')[1].split('-')[0]}"
     finally:
         srv.stop()
+
+
+def test_bento_image_compiles_the_numba_kernels_at_build(bento_tag: str) -> None:
+    """The image's Dockerfile copies the sources in, then runs the setup script that fills
+    the numba cache, before the rest of the Bento; the environment the service loads the
+    cache with (and runs in production with) is the image's."""
+    bento = _bento_dir(bento_tag)
+    dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text().splitlines()
+    info = yaml.safe_load((bento / "bento.yaml").read_text())
+    (script,) = list((bento / "env" / "docker").glob("script__*"))
+    assert script.read_text() == (ROOT / "deploy" / "numba_cache.sh").read_text()
+    sources = dockerfile.index("COPY --chown=bentoml:bentoml ./src/sproxxo ./src/sproxxo")
+    (runs,) = [i for i, line in enumerate(dockerfile) if script.name in line]
+    rest = dockerfile.index("COPY --chown=bentoml:bentoml . ./")
+    assert sources < runs < rest
+    env = {e["name"]: e["value"] for e in info["envs"]}
+    assert env["NUMBA_CPU_NAME"] == "generic"
+    assert env["SPROXXO_ENV"] == "production"
+    for name in ("NUMBA_CACHE_DIR", "NUMBA_CPU_NAME", "SPROXXO_ENV"):
+        assert any(line.startswith(f"ENV {name}=") for line in dockerfile[:runs]), name
