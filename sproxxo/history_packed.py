@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -30,6 +29,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from sproxxo import jit
 from sproxxo.history import (
     _EARTH_RADIUS_KM,
     _N_CATEGORIES,
@@ -105,7 +105,8 @@ def observe_batch(
     out = np.empty((n, _WIDTH), dtype=np.float64)
     kept = np.empty(m, dtype=np.int64)
     last = aggs["last"]
-    _kernel()(
+    transition: Callable[..., None] = _observe if jit.pending("history") else _kernel()
+    transition(
         *(old[f] for f in _FIELDS),
         old_offsets,
         aggs["count"],
@@ -165,14 +166,6 @@ def warm() -> None:
     """Compile the kernel now (numba's cache makes this fast after the first process)."""
     batch = Batch(*(np.zeros(1, dtype=d) for d in ("i8", "i8", "i8", "f8", "f8", "u8")))
     observe_batch([(b"", EMPTY_AGGREGATES)], [0], batch)
-
-
-def warm_in_background() -> threading.Thread:
-    """`warm` in a daemon thread: a store opened at start-up compiles beside the model's
-    load; a call arriving earlier waits for the compilation (numba holds a lock)."""
-    thread = threading.Thread(target=warm, daemon=True, name="history-kernel")
-    thread.start()
-    return thread
 
 
 def _observe(

@@ -1,51 +1,52 @@
-"""Compile every numba kernel the service runs, ahead of the first request.
+"""Every numba kernel the service runs: compiled ahead of the first request, or loaded
+beside a worker's start-up.
 
-Without numba's on-disk cache a fresh process compiles the tree walk (before readiness:
-the parity check runs it), the explanation kernel and the card-history transition (both
-beside start-up): several seconds of CPU on a fresh Cloud Run instance. The container image
-runs `compile_all` once at build time (`deploy/numba_cache.sh`, BentoML's docker
-`setup_script`) with `NUMBA_CACHE_DIR` inside the image and `NUMBA_CPU_NAME=generic`, so the
-machine code suits any x86-64 host and every instance loads it instead of compiling.
+Without numba's on-disk cache a fresh process compiles the tree walk, the card-history
+transition and the explanation kernel: several seconds of CPU on a fresh Cloud Run instance.
+The container image runs `compile_all` once at build time (`deploy/numba_cache.sh`,
+BentoML's docker `setup_script`) with `NUMBA_CACHE_DIR` inside the image and
+`NUMBA_CPU_NAME=generic`, so the machine code suits any x86-64 host and every instance loads
+it instead of compiling. Even loaded, numba costs a worker ~0.8 s: `load_in_background`
+takes it off the path to readiness (`sproxxo.jit`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
 
-from sproxxo import history_packed
+from sproxxo import history_packed, jit
 from sproxxo.features import FEATURE_NAMES
 from sproxxo.ml import compiled_trees, explain
-from sproxxo.ml.compiled_trees import CompiledModel
 
 
-def _stump() -> CompiledModel:
-    """One tree, one split, two leaves: the types the service's models have."""
-    return CompiledModel(
-        feature=np.array([0, 0, 0], dtype=np.intp),
-        threshold=np.array([0.0, np.inf, np.inf]),
-        nan_right=np.array([True, False, False]),
-        left=np.array([1, 1, 2], dtype=np.intp),
-        value=np.array([0.0, -1.0, 1.0]),
-        roots=np.array([0], dtype=np.intp),
-        depths=np.array([1], dtype=np.intp),
-        baseline=0.0,
-        calibrators=((1.0, 0.0),),
-        cover=np.array([2.0, 1.0, 1.0]),
-    )
+def _steps() -> dict[str, Callable[[], object]]:
+    """Each kernel run once on tiny inputs of the service's types, in the order requests
+    need them: the tree walk (every answer), the card history (every answer with a store),
+    explanations (reviews and declines)."""
+    model = compiled_trees.stump()
+    rows = np.zeros((2, len(FEATURE_NAMES)))
+    return {
+        "trees": lambda: model.raw(rows),
+        "history": history_packed.warm,
+        "explanations": lambda: explain.shap_values(model, rows[:1]),
+    }
 
 
 def compile_all() -> dict[str, Callable[..., None]]:
-    """Run each kernel once on tiny inputs of the service's types (compiling it, or
-    loading it from numba's cache); returns the kernels by name."""
-    model = _stump()
-    rows = np.zeros((2, len(FEATURE_NAMES)))
-    model.raw(rows)
-    explain.shap_values(model, rows[:1])
-    history_packed.warm()
+    """Compile (or load from numba's cache) and run every kernel now; returns the kernels
+    by name."""
+    for step in _steps().values():
+        step()
     return {
         "trees": compiled_trees._kernel(),
         "explanations": explain._kernel(),
         "history": history_packed._kernel(),
     }
+
+
+def load_in_background() -> threading.Thread:
+    """`compile_all` in a daemon thread; meanwhile callers run the interpreted twins."""
+    return jit.compile_in_background(_steps())

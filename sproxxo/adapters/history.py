@@ -16,7 +16,6 @@ from pathlib import Path
 
 from sproxxo.errors import HistoryUnavailable
 from sproxxo.history import CardView, Event, HistoryStore, Profile
-from sproxxo.history_packed import warm_in_background
 from sproxxo.settings import Settings
 
 REOPEN_SECONDS = 5.0
@@ -29,10 +28,6 @@ def history_for(settings: Settings) -> HistoryStore | None:
     service from starting: every call then fails, and is retried (`Reopening`)."""
     if settings.history_url == "none":
         return None
-    if not settings.history_url.startswith(REDIS_SCHEMES):
-        # SQLite runs the compiled transition: compile it beside start-up (~3 s without
-        # numba's cache), not in the first request
-        warm_in_background()
     return Reopening(lambda: open_store(settings))
 
 

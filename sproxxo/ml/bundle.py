@@ -222,13 +222,7 @@ def load_bundle(directory: Path, metadata: BundleMetadata, *, tag: str = "") -> 
     compiled = _stored_compiled(directory, metadata)
     if compiled is None:
         compiled = _checked_compile(directory, pipeline.load())
-    bundle = ModelBundle(pipeline=pipeline, metadata=metadata, tag=tag, compiled=compiled)
-    # The explanation kernel compiles (1.5-2.5 s without numba's cache, as on a fresh Cloud
-    # Run instance) beside start-up, not before readiness: a review or decline arriving
-    # earlier waits for it, an approve never needs it.
-    zeros = np.zeros((1, len(FEATURE_NAMES)))
-    threading.Thread(target=bundle.explain_matrix, args=(zeros,), daemon=True).start()
-    return bundle
+    return ModelBundle(pipeline=pipeline, metadata=metadata, tag=tag, compiled=compiled)
 
 
 class LazyPipeline:

@@ -43,6 +43,7 @@ from functools import cache
 
 import numpy as np
 
+from sproxxo import jit
 from sproxxo.ml.compiled_trees import BoolArray, CompiledModel, FloatArray, IntArray
 
 #: Gauss-Legendre points: exact for path polynomials of degree < 2 * _POINTS, so for trees
@@ -252,6 +253,7 @@ def shap_values(
     t = prepared if prepared is not None else tables(model)
     rows = np.ascontiguousarray(x, dtype=np.float64)
     out = np.zeros(rows.shape, dtype=np.float64)
+    jit.wait("explanations")  # no interpreted twin: ~0.5 ms a row is the kernel's cost
     _kernel()(
         rows,
         t.starts,

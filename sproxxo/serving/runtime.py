@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from pydantic import JsonValue
 
+from sproxxo import jit, kernels
 from sproxxo.errors import ModelUnavailable
 from sproxxo.features import columns_from_transactions, history_events, with_profiles
 from sproxxo.history import UNAVAILABLE, CardView, HistoryStore
@@ -322,6 +323,7 @@ def start_runtime(
     """A worker's runtime: events configured, the allowed model loaded (or the reasons it
     was not), the prediction log started, the GC tuned."""
     events.configure(settings.log_level)
+    jit.defer()  # numba loads once the worker is ready (the model's check runs the twin)
     swapped: list[Runtime] = []  # the runtime, once built, takes the swaps
     active = ActiveModel(
         settings.state_dir / ACTIVE_FILE,
@@ -357,6 +359,7 @@ def start_runtime(
     )
     swapped.append(runtime)
     tune_gc()
+    kernels.load_in_background()
     return runtime
 
 

@@ -44,3 +44,38 @@ def test_service_start_up_imports_no_heavy_library(model_tags: list[str]) -> Non
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["compiled"] is True
     assert found["loaded"] == dict.fromkeys(HEAVY, False)
+
+
+DEFERRED = """
+import json, sys
+import service
+from sproxxo import jit, kernels
+from sproxxo.adapters import bentoml_store as store
+jit.defer()  # as start_runtime: numba loads once the worker is ready
+bundle = store.load_model(sys.argv[1], trust=store.trust(service.SETTINGS))
+import numpy as np
+from sproxxo.features import FEATURE_NAMES
+x = np.zeros((3, len(FEATURE_NAMES)))
+before = {"numba": "numba" in sys.modules, "p": bundle.predict_matrix(x).tolist()}
+kernels.load_in_background().join()
+after = {"numba": "numba" in sys.modules, "p": bundle.predict_matrix(x).tolist()}
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+def test_a_worker_is_ready_before_numba_loads(model_tags: list[str]) -> None:
+    """The model is verified (its stored parity rows) and scores without numba; once the
+    background load has run, the kernel gives the same probabilities."""
+    done = subprocess.run(
+        [sys.executable, "-c", DEFERRED, model_tags[0]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["before"]["numba"] is False
+    assert found["after"]["numba"] is True
+    assert found["before"]["p"] == found["after"]["p"]

@@ -48,6 +48,25 @@ def test_compile_model_raw_scores_equal_sklearn_bit_for_bit(fitted: dict[str, An
     assert np.array_equal(compiled.raw(np.asfortranarray(matrix[::2])), expected[::2])
 
 
+@pytest.mark.parametrize("rows", [1, 2, 700])
+def test_numpy_twin_equals_the_kernel_bit_for_bit(
+    fitted: dict[str, Any], monkeypatch: pytest.MonkeyPatch, rows: int
+) -> None:
+    """While numba loads (`sproxxo.jit`), the numpy walk gives the kernel's raw scores
+    exactly, NaN features included."""
+    from sproxxo import jit
+
+    matrix = fitted["matrix"][:rows].copy()
+    matrix[::2, FEATURE_NAMES.index("distance_km")] = np.nan
+    matrix[1::3, FEATURE_NAMES.index("hour")] = np.nan
+    compiled: CompiledModel = fitted["compiled"]
+    kernel = compiled.raw(matrix)
+    monkeypatch.setattr(jit, "pending", lambda name: name == "trees")
+    assert np.array_equal(compiled.raw(matrix), kernel)
+    assert np.array_equal(compiled.predict(matrix), np.asarray(1.0 / (1.0 + np.exp(
+        compiled.calibrators[0][0] * kernel + compiled.calibrators[0][1]))))  # fmt: skip
+
+
 def test_compile_model_single_row_matches_sklearn(fitted: dict[str, Any]) -> None:
     """The one-row path agrees with sklearn within 1e-6 for every row tried."""
     matrix = fitted["matrix"][:300]

@@ -77,6 +77,17 @@ def test_packed_batches_equal_the_reference_to_the_bit(seed: int) -> None:
         assert all(same_state(packed[card], reference[card]) for card in distinct)
 
 
+@pytest.mark.parametrize("seed", range(0, 60, 4))
+def test_interpreted_transition_equals_the_reference_to_the_bit(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While numba loads (`sproxxo.jit`), the transition runs as plain Python: the same."""
+    from sproxxo import jit
+
+    monkeypatch.setattr(jit, "pending", lambda name: name == "history")
+    test_packed_batches_equal_the_reference_to_the_bit(seed)
+
+
 def test_packed_retry_in_one_batch_sees_what_the_first_saw() -> None:
     """A retry inside the same batch gets the first attempt's features, is not recorded."""
     a = Event(T0, 1_000, 1, 40.0, -74.0, "a")
