@@ -14,15 +14,16 @@ import asyncio
 import functools
 import hmac
 import logging
+import threading
 import time
 from typing import Any
 
 import bentoml
 import orjson
-from fastapi import FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter
-from starlette.responses import Response
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from sproxxo.adapters import bentoml_store as store
 from sproxxo.adapters import prometheus
@@ -32,13 +33,13 @@ from sproxxo.errors import SproxxoError
 from sproxxo.explanations import explain_requested
 from sproxxo.ml.bundle import MODEL_NAME
 from sproxxo.schemas import Assessment, BatchRequest, BatchResponse, Prediction, Transaction
-from sproxxo.serving import events, recording
+from sproxxo.serving import events, openapi, recording
 from sproxxo.serving.activation import ActivationResult
+from sproxxo.serving.asgi import LazyApp
 from sproxxo.serving.guard import JSON_ROUTES, RequestGuard
 from sproxxo.serving.logfilter import ClientErrorLogFilter
-from sproxxo.serving.openapi import allowed_methods, documented_spec
 from sproxxo.serving.runtime import Runtime, service_config, start_runtime
-from sproxxo.serving.shadow import ShadowSlot
+from sproxxo.serving.shadow import ShadowResult, ShadowSlot
 from sproxxo.settings import get_settings
 
 SETTINGS = get_settings()
@@ -47,7 +48,6 @@ _ASSESSMENTS = TypeAdapter(list[Assessment])
 
 
 # --------------------------------------------------------------------------- admin app
-admin = FastAPI(title="sproxxo model management", docs_url=None, redoc_url=None, openapi_url=None)
 _runtime: Runtime | None = None
 
 
@@ -57,21 +57,12 @@ def _rt() -> Runtime:
     return _runtime
 
 
-def _require_admin(token: str | None) -> None:
+def _require_admin(request: Request) -> None:
+    token = request.headers.get("x-admin-token")
     if not token:
         raise HTTPException(status_code=401, detail="admin token required (X-Admin-Token)")
     if not hmac.compare_digest(token.encode(), SETTINGS.admin_token.get_secret_value().encode()):
         raise HTTPException(status_code=403, detail="admin token is not valid")
-
-
-_ANSWERS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no admin token"},
-    403: {"description": "wrong admin token"},
-    404: {"description": "no such version"},
-    409: {"description": "refused: the active model, or a failed verification"},
-    503: {"description": "starting, or the activation could not be persisted"},
-}
-_MODELS: Any = {"tags": ["Models"], "responses": _ANSWERS}  # every model route's docs
 
 
 async def _call(fn: Any, *args: Any) -> Any:
@@ -82,20 +73,6 @@ async def _call(fn: Any, *args: Any) -> Any:
         raise HTTPException(status_code=exc.http_status, detail=str(exc)) from exc
 
 
-@admin.exception_handler(405)
-async def _method_not_allowed(request: Request, exc: HTTPException) -> Response:
-    """`Allow` names every method of the path (Starlette names only the first route's)."""
-    allowed = ", ".join(allowed_methods(request.app.routes, request.scope))
-    return JSONResponse({"detail": exc.detail}, 405, headers={"Allow": allowed})
-
-
-class ShadowResult(BaseModel):
-    """Outcome of setting or clearing the shadow: the shadow now and the one it replaced."""
-
-    shadow: str | None
-    previous: str | None
-
-
 def _shadow_slot() -> ShadowSlot:
     shadow = _rt().shadow
     if shadow is None:
@@ -103,29 +80,24 @@ def _shadow_slot() -> ShadowSlot:
     return shadow.slot
 
 
-@admin.get("/models/shadow", response_model=ShadowResult, **_MODELS)
 async def get_shadow() -> ShadowResult:
     """The model scoring the same traffic as the champion off the request path, if any."""
     return ShadowResult(shadow=_shadow_slot().tag, previous=None)
 
 
-@admin.delete("/models/shadow", response_model=ShadowResult, **_MODELS)
-async def clear_shadow(x_admin_token: str | None = Header(default=None)) -> ShadowResult:
+async def clear_shadow(request: Request) -> ShadowResult:
     """Stop shadow scoring in every worker (admin token); persisted like the active model."""
-    _require_admin(x_admin_token)
+    _require_admin(request)
     previous = await _call(_shadow_slot().clear)
     events.emit("shadow_cleared", previous=previous)
     return ShadowResult(shadow=None, previous=previous)
 
 
-@admin.post("/models/{version}/shadow", response_model=ShadowResult, **_MODELS)
-async def set_shadow(
-    version: str, x_admin_token: str | None = Header(default=None)
-) -> ShadowResult:
+async def set_shadow(version: str, request: Request) -> ShadowResult:
     """Score the same traffic with a version besides the champion, never changing an
     answer (admin token): 404 absent, 409 the active model or a failed verification, 503
     not persisted; every worker follows."""
-    _require_admin(x_admin_token)
+    _require_admin(request)
     tag = await _call(store.full_tag, version)
     slot = _shadow_slot()
     bundle, previous = await _call(functools.partial(slot.set, champion=_rt().active.tag), tag)
@@ -133,26 +105,21 @@ async def set_shadow(
     return ShadowResult(shadow=bundle.tag, previous=previous)
 
 
-@admin.get("/models", response_model=list[store.ModelSummary], **_MODELS)
 async def list_models() -> list[store.ModelSummary]:
     """All model versions with stage, metrics and creation time (newest first)."""
     active = _rt().active.tag
     return [r.summary(active) for r in await _call(store.list_models)]
 
 
-@admin.get("/models/{version}", response_model=store.ModelSummary, **_MODELS)
 async def get_model(version: str) -> store.ModelSummary:
     """One model version with stage, metrics and creation time."""
     record: store.ModelRecord = await _call(store.get_record, version)
     return record.summary(_rt().active.tag)
 
 
-@admin.delete("/models/{version}", response_model=store.ModelSummary, **_MODELS)
-async def delete_model(
-    version: str, x_admin_token: str | None = Header(default=None)
-) -> store.ModelSummary:
+async def delete_model(version: str, request: Request) -> store.ModelSummary:
     """Remove a version (admin token), never the active one of any worker (409)."""
-    _require_admin(x_admin_token)
+    _require_admin(request)
     record: store.ModelRecord = await _call(store.get_record, version)
     active = _rt().active
     if active.serves_anywhere(record.tag):
@@ -164,13 +131,10 @@ async def delete_model(
     return record.summary(active.tag)
 
 
-@admin.post("/models/{version}/activate", response_model=ActivationResult, **_MODELS)
-async def activate_model(
-    version: str, x_admin_token: str | None = Header(default=None)
-) -> ActivationResult:
+async def activate_model(version: str, request: Request) -> ActivationResult:
     """Hot-swap to a version after verifying it (404 absent, 409 refused, 503 not
     persisted); every worker follows."""
-    _require_admin(x_admin_token)
+    _require_admin(request)
     tag = await _call(store.full_tag, version)
     bundle, previous = await _call(_rt().active.activate, tag)
     previous_tag = previous.tag if previous else None
@@ -178,19 +142,54 @@ async def activate_model(
     return ActivationResult(active=bundle.tag, previous=previous_tag)
 
 
-@admin.get("/docs.json", include_in_schema=False)
 async def openapi_document() -> JSONResponse:
-    """The service's OpenAPI document (BentoML's, corrected: sproxxo.serving.openapi)."""
+    """The service's OpenAPI document (BentoML's, corrected: sproxxo.serving.openapi), with
+    the admin app's routes (which BentoML documents only for a FastAPI app it was given)."""
     requests: dict[str, type[BaseModel]] = {"/predict": Transaction}
     requests |= {"/predict_batch": BatchRequest, "/predict/batch": BatchRequest}
-    spec = SERVICE.openapi_spec.asdict()
-    return JSONResponse(documented_spec(spec, requests=requests, json_routes=JSON_ROUTES))
+    spec = openapi.with_routes(SERVICE.openapi_spec.asdict(), ADMIN.build().openapi())
+    return JSONResponse(openapi.documented_spec(spec, requests=requests, json_routes=JSON_ROUTES))
 
 
-@admin.get("/health", tags=["Infrastructure"], responses={503: _ANSWERS[503]})
 async def health() -> dict[str, Any]:
     """Active model, uptime, the prediction log's state and refused models."""
     return _rt().health()
+
+
+_READ, _WRITE = openapi.MODEL_ROUTE, openapi.ADMIN_ROUTE  # the docs; _WRITE: token needed
+_SHADOW: Any = {"response_model": ShadowResult}
+_SUMMARY: Any = {"response_model": store.ModelSummary}
+_LIST: Any = {"response_model": list[store.ModelSummary]}
+_SWAP: Any = {"response_model": ActivationResult}
+_HEALTH: Any = {"tags": ["Infrastructure"], "responses": {503: openapi.MODEL_ANSWERS[503]}}
+#: The model-management routes: (path, method, endpoint, FastAPI route options).
+_ADMIN_ROUTES: list[tuple[str, str, Any, dict[str, Any]]] = [
+    ("/models/shadow", "GET", get_shadow, _SHADOW | _READ),
+    ("/models/shadow", "DELETE", clear_shadow, _SHADOW | _WRITE),
+    ("/models/{version}/shadow", "POST", set_shadow, _SHADOW | _WRITE),
+    ("/models", "GET", list_models, _LIST | _READ),
+    ("/models/{version}", "GET", get_model, _SUMMARY | _READ),
+    ("/models/{version}", "DELETE", delete_model, _SUMMARY | _WRITE),
+    ("/models/{version}/activate", "POST", activate_model, _SWAP | _WRITE),
+    ("/docs.json", "GET", openapi_document, {"include_in_schema": False}),
+    ("/health", "GET", health, _HEALTH),
+]
+
+
+def _admin_app() -> Any:
+    """The model-management app. FastAPI is imported here, on the first request or beside
+    start-up (`ADMIN`): ~0.3 s that neither the CLI nor a worker waits for before ready."""
+    from fastapi import FastAPI
+
+    handlers: Any = {405: openapi.method_not_allowed}
+    app = FastAPI(title="sproxxo model management", docs_url=None, redoc_url=None,
+                  openapi_url=None, exception_handlers=handlers)  # fmt: skip
+    for path, method, endpoint, options in _ADMIN_ROUTES:
+        app.add_api_route(path, endpoint, methods=[method], **options)
+    return app
+
+
+ADMIN = LazyApp(_admin_app, paths=[path for path, *_ in _ADMIN_ROUTES])
 
 
 # --------------------------------------------------------------------------- service
@@ -211,7 +210,7 @@ def _explain_asked() -> bool:
 IMAGE = bentoml.images.Image(python_version="3.11", distro="debian").build_include("sproxxo")
 
 
-@bentoml.asgi_app(admin, path="/")
+@bentoml.asgi_app(ADMIN, path="/")
 @bentoml.service(**service_config(SETTINGS), image=IMAGE)
 class FraudScorer:
     """Validated, risk-scored, micro-batched fraud predictions."""
@@ -245,8 +244,10 @@ class FraudScorer:
 
     @bentoml.on_startup
     def install_drain(self) -> None:
-        """SIGTERM: not ready first, serve `drain_seconds` more, then stop (runtime)."""
+        """SIGTERM: not ready first, serve `drain_seconds` more, then stop (runtime); the
+        model-management app is built beside start-up, not in its first request."""
         self.runtime.drain_on_sigterm(SETTINGS.drain_seconds)
+        threading.Thread(target=ADMIN.build, name="admin-app", daemon=True).start()
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:

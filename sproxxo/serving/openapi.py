@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
@@ -29,6 +32,17 @@ ERROR_RESPONSES: Final[dict[str, str]] = {
     "504": "Not answered within the request budget",
 }
 _REF: Final = "#/components/schemas/{model}"
+MODEL_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
+    401: {"description": "no admin token"},
+    403: {"description": "wrong admin token"},
+    404: {"description": "no such version"},
+    409: {"description": "refused: the active model, or a failed verification"},
+    503: {"description": "starting, or the activation could not be persisted"},
+}
+#: The documentation of every model-management route, and of those that need the token.
+MODEL_ROUTE: Final[dict[str, Any]] = {"tags": ["Models"], "responses": MODEL_ANSWERS}
+_TOKEN: Final = {"name": "X-Admin-Token", "in": "header", "schema": {"type": "string"}}
+ADMIN_ROUTE: Final[dict[str, Any]] = MODEL_ROUTE | {"openapi_extra": {"parameters": [_TOKEN]}}
 
 
 class ErrorBody(BaseModel):
@@ -68,6 +82,14 @@ def documented_spec(
     return spec
 
 
+def with_routes(spec: dict[str, Any], mounted: Mapping[str, Any]) -> dict[str, Any]:
+    """`spec` with the paths and component schemas of a mounted app's document added."""
+    spec.setdefault("paths", {}).update(mounted.get("paths", {}))
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(mounted.get("components", {}).get("schemas", {}))
+    return spec
+
+
 def _by_str(responses: Mapping[Any, Any]) -> dict[str, Any]:
     return {str(code): answer for code, answer in responses.items()}
 
@@ -75,6 +97,13 @@ def _by_str(responses: Mapping[Any, Any]) -> dict[str, Any]:
 def _error_answers() -> dict[str, Any]:
     body = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}
     return {code: {"description": text, "content": body} for code, text in ERROR_RESPONSES.items()}
+
+
+async def method_not_allowed(request: Request, exc: HTTPException) -> Response:
+    """A 405 whose `Allow` names every method of the path (Starlette names only the first
+    route's)."""
+    allowed = ", ".join(allowed_methods(request.app.routes, request.scope))
+    return JSONResponse({"detail": exc.detail}, 405, headers={"Allow": allowed})
 
 
 def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:

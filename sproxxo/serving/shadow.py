@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel
 
 from sproxxo.errors import ModelRefused, ModelUnavailable
 from sproxxo.ml.bundle import ModelBundle
@@ -40,6 +41,13 @@ logger = logging.getLogger(__name__)
 SHADOW_FILE: Final = "shadow-model.json"
 #: Persisted in the shadow file when an operator cleared the shadow.
 CLEARED: Final = ""
+
+
+class ShadowResult(BaseModel):
+    """Outcome of setting or clearing the shadow: the shadow now and the one it replaced."""
+
+    shadow: str | None
+    previous: str | None
 
 
 class ShadowSlot:

@@ -2,7 +2,7 @@
 and loading the champion (stored compiled trees, checked against the parity rows stored
 with them) import neither scikit-learn (unpickled on first use only) nor pandas/pyarrow
 (the prediction-log readers and training use them) nor MLflow, Evidently, matplotlib or
-the Google Cloud clients."""
+the Google Cloud clients, nor FastAPI (the model-management app is built beside start-up)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ HEAVY = (
     "evidently",
     "matplotlib",
     "google.cloud.bigquery",
+    "fastapi",
 )
 PROBE = """
 import json, sys
