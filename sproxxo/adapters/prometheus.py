@@ -91,6 +91,9 @@ LOG_EVENTS_SUPPRESSED = Counter(
 )
 
 
+_FEW: Final = 2  # values observed one by one
+
+
 def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
     """`histogram.observe(v)` for every value, with one bucket update per bucket.
 
@@ -98,7 +101,9 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
     batch observes two histograms per transaction. Same samples as calling `observe` in a
     loop (a test checks): bucket i counts the values with bound[i-1] < v <= bound[i].
     """
-    if not len(values):
+    if len(values) <= _FEW:  # one mmap write per bucket touched: cheaper than the arrays
+        for value in values:
+            histogram.observe(value)
         return
     bounds = histogram._upper_bounds
     counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))

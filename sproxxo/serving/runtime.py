@@ -321,7 +321,8 @@ def start_runtime(
     history: HistoryStore | None = None,
 ) -> Runtime:
     """A worker's runtime: events configured, the allowed model loaded (or the reasons it
-    was not), the prediction log started, the GC tuned."""
+    was not), the prediction log started, the GC tuned, the numba kernels loading beside
+    (`sproxxo.jit`: until then their interpreted twins answer)."""
     events.configure(settings.log_level)
     jit.defer()  # numba loads once the worker is ready (the model's check runs the twin)
     swapped: list[Runtime] = []  # the runtime, once built, takes the swaps

@@ -84,3 +84,20 @@ def test_swagger_ui_renders_the_operations(server: Server, tmp_path: Path) -> No
     assert dom.count('class="opblock ') >= 5, dom[-3000:]
     for path in ("/predict", "/predict_batch", "/models/{version}"):
         assert f'data-path="{path}"' in dom, path
+
+
+def test_docs_json_documents_the_admin_token_where_it_is_needed(server: Server) -> None:
+    """The model-management routes (a FastAPI app built beside start-up) are documented,
+    and exactly the changing ones take the X-Admin-Token header."""
+    paths = httpx.get(f"{server.url}/docs.json", timeout=10).json()["paths"]
+
+    def header(path: str, method: str) -> list[str]:
+        found = paths[path][method].get("parameters", [])
+        return [p["name"] for p in found if p["in"] == "header"]
+
+    assert header("/models/{version}/activate", "post") == ["X-Admin-Token"]
+    assert header("/models/{version}", "delete") == ["X-Admin-Token"]
+    assert header("/models/shadow", "delete") == ["X-Admin-Token"]
+    assert header("/models/{version}", "get") == []
+    assert header("/models", "get") == []
+    assert "/health" in paths

@@ -316,8 +316,11 @@ def test_local_isoformat_equals_datetime_isoformat(offset: int) -> None:
         )
     ]
     columns = columns_from_transactions([_tx_at(stamp.isoformat()) for stamp in stamps])
-    got = local_isoformat(columns["epoch_seconds"], columns["utc_offset_minutes"])
-    assert got == [stamp.isoformat() for stamp in stamps]
+    epochs, offsets = columns["epoch_seconds"], columns["utc_offset_minutes"]
+    expected = [stamp.isoformat() for stamp in stamps]
+    assert local_isoformat(epochs, offsets) == expected
+    one_by_one = [local_isoformat(epochs[i : i + 1], offsets[i : i + 1])[0] for i in range(200)]
+    assert one_by_one == expected  # the few-rows path
 
 
 def _tx_at(timestamp: str) -> Transaction:
