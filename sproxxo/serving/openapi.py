@@ -109,8 +109,10 @@ async def method_not_allowed(request: Request, exc: HTTPException) -> Response:
 def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
     """Every HTTP method some route serves at the request's path (for a 405's `Allow`)."""
     return sorted(
-        method
-        for route in routes
-        if isinstance(route, Route) and route.matches(scope)[0] != Match.NONE
-        for method in route.methods or ()
+        {
+            method
+            for route in routes
+            if isinstance(route, Route) and route.matches(scope)[0] != Match.NONE
+            for method in route.methods or ()
+        }
     )

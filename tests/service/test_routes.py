@@ -242,3 +242,12 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
         "/health",
     ):
         assert route in paths
+
+
+def test_wrong_method_on_a_model_route_is_405_naming_each_allowed_method_once(
+    client: TestClient,
+) -> None:
+    """`/models/shadow` also matches `/models/{version}`: Allow lists GET and DELETE once."""
+    r = client.put("/models/shadow", headers={"X-Admin-Token": ADMIN_TOKEN})
+    assert r.status_code == 405, r.text
+    assert r.headers["allow"] == "DELETE, GET"

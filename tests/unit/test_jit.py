@@ -14,17 +14,21 @@ from sproxxo import jit
 
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with nothing deferred, loaded or loading."""
     monkeypatch.setattr(jit, "_deferred", False)
     monkeypatch.setattr(jit, "_ready", set())
     monkeypatch.setattr(jit, "_worker", None)
+    monkeypatch.setattr(jit, "_done", {})
 
 
 def test_nothing_is_pending_unless_deferred() -> None:
+    """Outside a serving worker every kernel compiles on first use."""
     assert not jit.pending("trees")
     jit.wait("trees")  # returns at once
 
 
 def test_deferred_kernels_are_pending_until_their_step_has_run() -> None:
+    """Deferred kernels run their twins until their step has run, in order."""
     jit.defer()
     assert jit.pending("trees")
     assert jit.pending("history")
@@ -44,23 +48,43 @@ def test_deferred_kernels_are_pending_until_their_step_has_run() -> None:
     assert not jit.pending("history")
 
 
-def test_wait_blocks_until_the_kernel_is_ready() -> None:
+def test_wait_returns_only_once_the_kernels_step_has_run() -> None:
+    """A caller without a twin waits for its own kernel's step, not for the later ones."""
     jit.defer()
-    gate, done = threading.Event(), threading.Event()
-    worker = jit.compile_in_background({"explanations": gate.wait})
-    waiter = threading.Thread(target=lambda: (jit.wait("explanations"), done.set()))
+    gate, finished, later = threading.Event(), [], threading.Event()
+    steps = {
+        "explanations": lambda: (gate.wait(), finished.append(True)),
+        "after": later.wait,  # still running when the waiter returns
+    }
+    worker = jit.compile_in_background(steps)
+    seen: list[bool] = []
+    waiter = threading.Thread(
+        target=lambda: (jit.wait("explanations"), seen.append(bool(finished)))
+    )
     waiter.start()
-    assert not done.is_set()
     gate.set()
     waiter.join()
+    assert seen == [True]
+    assert jit.pending("after")
+    later.set()
     worker.join()
-    assert done.is_set()
-    assert not jit.pending("explanations")
+    assert not jit.pending("after")
+
+
+def test_wait_gives_up_after_its_timeout() -> None:
+    """A step that never ends does not hold its callers for ever: they compile themselves."""
+    jit.defer()
+    gate = threading.Event()
+    jit.compile_in_background({"explanations": gate.wait})
+    jit.wait("explanations", timeout=0.0)  # returns: the caller would compile now
+    assert jit.pending("explanations")
+    gate.set()
 
 
 def test_a_failing_step_is_logged_and_left_to_its_first_caller(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A step that raises is logged, and its kernel compiles on first use instead."""
     jit.defer()
 
     def broken() -> None:

@@ -321,6 +321,12 @@ def test_local_isoformat_equals_datetime_isoformat(offset: int) -> None:
     assert local_isoformat(epochs, offsets) == expected
     one_by_one = [local_isoformat(epochs[i : i + 1], offsets[i : i + 1])[0] for i in range(200)]
     assert one_by_one == expected  # the few-rows path
+    threes = [
+        stamp
+        for i in range(0, 198, 3)
+        for stamp in local_isoformat(epochs[i : i + 3], offsets[i : i + 3])
+    ]
+    assert threes == expected[:198]
 
 
 def _tx_at(timestamp: str) -> Transaction:
