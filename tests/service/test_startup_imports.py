@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = (
@@ -32,9 +33,10 @@ print(json.dumps({"compiled": bundle.compiled is not None, "loaded": loaded}))
 """
 
 
-def test_service_start_up_imports_no_heavy_library(model_tags: list[str]) -> None:
+def _probe(script: str, *args: str) -> dict[str, Any]:
+    """Run `script` in a fresh interpreter at the project's root; its last line, as JSON."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, model_tags[0], *HEAVY],
+        [sys.executable, "-c", script, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -42,7 +44,13 @@ def test_service_start_up_imports_no_heavy_library(model_tags: list[str]) -> Non
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def test_service_start_up_imports_no_heavy_library(model_tags: list[str]) -> None:
+    """Importing the service and loading the champion imports none of HEAVY."""
+    found = _probe(PROBE, model_tags[0], *HEAVY)
     assert found["compiled"] is True
     assert found["loaded"] == dict.fromkeys(HEAVY, False)
 
@@ -67,16 +75,7 @@ print(json.dumps({"before": before, "after": after}))
 def test_a_worker_is_ready_before_numba_loads(model_tags: list[str]) -> None:
     """The model is verified (its stored parity rows) and scores without numba; once the
     background load has run, the kernel gives the same probabilities."""
-    done = subprocess.run(
-        [sys.executable, "-c", DEFERRED, model_tags[0]],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = _probe(DEFERRED, model_tags[0])
     assert found["before"]["numba"] is False
     assert found["after"]["numba"] is True
     assert found["before"]["p"] == found["after"]["p"]
