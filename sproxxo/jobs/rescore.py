@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import pandas as pd
+from pydantic import TypeAdapter
 
 from sproxxo.adapters import bentoml_store as store
 from sproxxo.errors import DataSourceError
@@ -45,6 +46,7 @@ OUTPUT_COLUMNS: Final = (
     "rules",
     "model_tag",
 )
+_TRANSACTIONS: Final = TypeAdapter(list[Transaction])
 Progress = Callable[[int, int, float], None]  # rows done, rows in all, seconds so far
 
 
@@ -84,8 +86,7 @@ def _chunk(part: pd.DataFrame, model: Model, *, explain: bool) -> pd.DataFrame:
     rules = np.full(len(part), "", dtype=object)
     broken = np.flatnonzero(hits.any(axis=1))
     if len(broken):  # their messages, decisions and reasons exactly as the service words them
-        rows = part.iloc[broken].to_dict("records")
-        found = [_violations(row, hits[i]) for row, i in zip(rows, broken.tolist(), strict=True)]
+        found = _violations(columns, broken, hits)
         d, r = decide_all(probabilities[broken], derived.fired[broken], found, model.policy)
         decisions[broken] = [str(x) for x in d]
         reasons[broken] = ["|".join(codes) for codes in r]
@@ -111,10 +112,22 @@ def _chunk(part: pd.DataFrame, model: Model, *, explain: bool) -> pd.DataFrame:
     )
 
 
-def _violations(row: dict[Any, Any], hits: npt.NDArray[np.bool_]) -> list[RuleViolation]:
-    body = transaction_body({str(k): v for k, v in row.items()})
-    tx = Transaction.model_validate_json(orjson.dumps(body))
-    return [RULES[k].violation(tx) for k in np.flatnonzero(hits)]
+def _violations(
+    columns: dict[str, Any], broken: npt.NDArray[np.intp], hits: npt.NDArray[np.bool_]
+) -> list[list[RuleViolation]]:
+    """The violations of each `broken` row, worded by the service's rules from the row's
+    `Transaction` (the broken rows' bodies validated in one call, taken column-wise:
+    `DataFrame.to_dict` and one validation per row cost 15% of a chunk)."""
+    names = list(columns)
+    picked = [np.asarray(columns[name])[broken].tolist() for name in names]
+    bodies = [
+        transaction_body(dict(zip(names, row, strict=True))) for row in zip(*picked, strict=True)
+    ]
+    transactions = _TRANSACTIONS.validate_json(orjson.dumps(bodies))
+    return [
+        [RULES[k].violation(tx) for k in np.flatnonzero(hits[i])]
+        for tx, i in zip(transactions, broken.tolist(), strict=True)
+    ]
 
 
 @dataclass(frozen=True)
