@@ -427,6 +427,7 @@ def fixed_rate(url: str, bodies: Path, *, rate: float, seconds: float) -> dict[s
         "--duration",
         str(seconds),
     ]
+    ticks = procs.cpu_ticks()
     done = subprocess.run(  # noqa: S603 - fixed argv
         argv,
         cwd=ROOT,
@@ -439,6 +440,7 @@ def fixed_rate(url: str, bodies: Path, *, rate: float, seconds: float) -> dict[s
         raise RuntimeError(f"fixed_rate failed: {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["errors"] = result["errors"] + result["non_2xx"]
+    result["steal_pct"] = procs.steal_percent(ticks, procs.cpu_ticks())
     return result
 
 
@@ -586,6 +588,7 @@ def shadow_rows(cfg: dict[str, Any], d: Durations, singles: Path, report: Report
         {**cfg["env"], "SPROXXO_STATE_DIR": str(cfg["work"] / "train-shadow")}, rows=50_000, seed=7
     )
     p99: dict[str, list[float]] = {"off": [], "on": []}
+    steal: dict[str, list[float]] = {"off": [], "on": []}
     top: dict[str, Any] = {}
     for attempt in range(2):
         for mode in ("off", "on"):
@@ -606,6 +609,7 @@ def shadow_rows(cfg: dict[str, Any], d: Durations, singles: Path, report: Report
                 wrk(srv.url, "/predict", singles, connections=16, seconds=d.warm)
                 run = fixed_rate(f"{srv.url}/predict", singles, rate=FIXED_RATE, seconds=d.fixed)
                 p99[mode].append(run["p99_us"] / 1000)
+                steal[mode].append(run["steal_pct"])
                 report.errors += int(run["errors"])
                 if mode == "on" and attempt == 1:
                     top = wrk(srv.url, "/predict", singles, connections=64, seconds=d.max)
@@ -620,7 +624,9 @@ def shadow_rows(cfg: dict[str, Any], d: Durations, singles: Path, report: Report
             "shadow scoring",
             f"/predict fixed {FIXED_RATE:.0f} req/s p99, shadow off (A) vs on (B), A B A B",
             note=f"off {', '.join(f'{v:.2f}' for v in p99['off'])} ms; "
-            f"on {', '.join(f'{v:.2f}' for v in p99['on'])} ms; mean on/off {on / off:.2f}",
+            f"on {', '.join(f'{v:.2f}' for v in p99['on'])} ms; mean on/off {on / off:.2f}; "
+            f"VM steal off {', '.join(f'{v:.1f}' for v in steal['off'])}%, "
+            f"on {', '.join(f'{v:.1f}' for v in steal['on'])}%",
             target=f"on ≤ off x {TARGET_SHADOW_P99_RATIO:.2f}",
             ok=on <= off * TARGET_SHADOW_P99_RATIO,
         ),
@@ -694,7 +700,8 @@ def _service_rows(section: str, runs: dict[str, dict[str, Any]]) -> list[Row]:
             f"{fixed['achieved_rps']:,.0f} req/s",
             *latencies(fixed),
             f"errors {fixed['errors']} (socket {fixed['errors'] - fixed['non_2xx']}, "
-            f"statuses {fixed['statuses']}), {fixed['connections']} conns used",
+            f"statuses {fixed['statuses']}), {fixed['connections']} conns used, "
+            f"VM steal {fixed['steal_pct']:.1f}% of CPU time during the run",
             f"p99 ≤ {TARGET_P99_MS:.0f} ms",
             fixed["p99_us"] / 1000 <= TARGET_P99_MS,
         ),

@@ -299,3 +299,20 @@ def cpu_seconds(root: int) -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(stat: str | None = None) -> tuple[int, int]:
+    """(steal, all) ticks of the machine's CPUs so far, from /proc/stat's `cpu` line (or
+    `stat`, its text). Steal is time the hypervisor gave this VM's vCPUs to someone else:
+    a latency run during which it is high measured the neighbours, not the server."""
+    text = stat if stat is not None else Path("/proc/stat").read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("cpu "))
+    # user nice system idle iowait irq softirq steal [guest guest_nice: inside user/nice]
+    fields = [int(v) for v in line.split()[1:9]]
+    return fields[7], sum(fields)
+
+
+def steal_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of CPU time stolen between two `cpu_ticks` readings, in percent."""
+    total = after[1] - before[1]
+    return 100.0 * (after[0] - before[0]) / total if total > 0 else 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from load.procs import redis_answers, redis_server
+from load.procs import cpu_ticks, redis_answers, redis_server, steal_percent
 
 
 def test_a_server_whose_port_was_taken_starts_on_another(tmp_path: Path) -> None:
@@ -67,3 +67,23 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != "Z"
+
+
+def test_steal_is_read_from_the_cpu_line_and_shared_over_all_ticks() -> None:
+    """The eighth value of /proc/stat's `cpu` line is steal; guest time (already inside
+    user) is not counted twice; per-CPU lines are ignored."""
+    before = "cpu  100 0 50 800 10 0 0 40 7 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
+    after = "cpu  150 0 60 860 10 0 0 60 9 0\ncpu0 9 9 9 9 9 9 9 9 9 9\n"
+    assert cpu_ticks(before) == (40, 1000)
+    assert cpu_ticks(after) == (60, 1140)
+    assert steal_percent(cpu_ticks(before), cpu_ticks(after)) == 100.0 * 20 / 140
+    assert steal_percent((5, 10), (5, 10)) == 0.0
+
+
+def test_the_machine_s_own_ticks_are_readable() -> None:
+    """On this Linux machine /proc/stat reads: steal within the total, both counting up."""
+    steal, total = cpu_ticks()
+    later = cpu_ticks()
+    assert 0 <= steal <= total
+    assert later[0] >= steal
+    assert later[1] >= total
