@@ -354,7 +354,7 @@ def parity_row(bundle: Any, *, rows: int = 20_000) -> Row:
 # --------------------------------------------------------------------------- load generators
 def history_rows(work: Path, *, quick: bool) -> list[Row]:
     """What a card-history store call adds to a transaction (`load.history_bench`)."""
-    from load.history_bench import latency_table
+    from load.history_bench import latency_table, stall_table
 
     cards, calls = (5_000, 1_000) if quick else (20_000, 5_000)
     rows = []
@@ -369,6 +369,18 @@ def history_rows(work: Path, *, quick: bool) -> list[Row]:
                 note=f"batch of 1,000: {r['batch_us_per_tx']:.0f} µs/tx, one round trip",
                 target=f"p50 ≤ {r['target_p50_us']:.0f} µs",
                 ok=r["p50_us"] <= r["target_p50_us"],
+            )
+        )
+    for r in stall_table(work / "stall", warm_cards=cards, calls=calls * 3):
+        rows.append(
+            Row(
+                "card history",
+                f"SQLite observe back to back, synchronous={r['synchronous']} "
+                f"({r['calls']:,} calls)",
+                p50=_us(r["p50_us"]),
+                p99=_us(r["p99_us"]),
+                note=f"p99.9 {_us(r['p999_us'])}, max {_us(r['max_us'])}, "
+                f"{r['over_5ms']} calls over 5 ms (WAL checkpoints)",
             )
         )
     return rows

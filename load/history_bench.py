@@ -8,6 +8,8 @@ and what a card costs in memory.
   p50/p95/p99 over `--calls` calls on random cards; and a 1,000-transaction batch (one
   round trip) per transaction. SQLite on a temp file (WAL, as the service opens it) and a
   real `redis-server` on loopback (Debian's package), started and stopped here;
+* stalls: SQLite alone, per `SPROXXO_HISTORY_SQLITE_SYNCHRONOUS` setting, 15,000 one-card
+  calls back to back: the tail a WAL checkpoint's fsync puts on the call that triggers it;
 * memory: `--cards` cards with `--events-per-card` events each inside the 7-day window,
   written in batches of 1,000: Redis `used_memory` and the SQLite file size (after a
   checkpoint), divided by the number of cards.
@@ -130,6 +132,35 @@ def latency_table(
     return rows
 
 
+def stall_table(
+    work: Path, *, warm_cards: int = 50_000, calls: int = 15_000
+) -> list[dict[str, Any]]:
+    """SQLite only, once per `synchronous` setting, each on a new file: `calls` one-card
+    `observe` calls back to back on `warm_cards` cards, their p50/p99/p99.9/max (µs) and
+    how many took over 5 ms. Each commit writes a page or two to the WAL; every ~1,000
+    pages the committing call checkpoints, and with `normal` it waits for the fsyncs."""
+    rows: list[dict[str, Any]] = []
+    for mode in ("normal", "off"):
+        store = SqliteHistory(work / f"stall-{mode}.sqlite", timeout_seconds=1.0, synchronous=mode)
+        try:
+            fill(store, cards=warm_cards, per_card=1)
+            samples = sorted(call_latency(store, cards=warm_cards, calls=calls))
+        finally:
+            store.close()
+        rows.append(
+            {
+                "synchronous": mode,
+                "p50_us": statistics.median(samples),
+                "p99_us": samples[int(0.99 * len(samples))],
+                "p999_us": samples[int(0.999 * len(samples))],
+                "max_us": samples[-1],
+                "over_5ms": sum(v > 5_000 for v in samples),
+                "calls": calls,
+            }
+        )
+    return rows
+
+
 def memory_table(work: Path, *, cards: int, per_card: int) -> list[dict[str, Any]]:
     """Bytes per card with `per_card` recent events, for `cards` cards."""
     rows: list[dict[str, Any]] = []
@@ -182,6 +213,13 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"| {r['store']} | {r['p50_us']:.0f} | {r['p95_us']:.0f} | {r['p99_us']:.0f} "
                 f"| {r['batch_us_per_tx']:.1f} | ≤ {r['target_p50_us']:.0f} {ok} |"
+            )
+        print("\n| SQLite synchronous | p50 µs | p99 µs | p99.9 µs | max µs | calls over 5 ms |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for r in stall_table(work / "stall"):
+            print(
+                f"| {r['synchronous']} | {r['p50_us']:.0f} | {r['p99_us']:.0f} "
+                f"| {r['p999_us']:.0f} | {r['max_us']:.0f} | {r['over_5ms']} of {r['calls']:,} |"
             )
         if not args.skip_memory:
             print("\n| store | cards | events/card | MB | bytes/card | fill s |")

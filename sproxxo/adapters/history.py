@@ -44,7 +44,9 @@ def open_store(settings: Settings) -> HistoryStore | None:
     from sproxxo.adapters.history_sqlite import SqliteHistory
 
     path = Path(url.removeprefix("sqlite:///")) if url else settings.state_dir / "history.sqlite"
-    return SqliteHistory(path, timeout_seconds=timeout)
+    return SqliteHistory(
+        path, timeout_seconds=timeout, synchronous=settings.history_sqlite_synchronous
+    )
 
 
 class Reopening:

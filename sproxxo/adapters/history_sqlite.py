@@ -2,11 +2,12 @@
 
 One row per card: its state packed (`sproxxo.history_packed`: its recent events as
 fixed-width binary records, its aggregates as one more), in WAL mode so readers never block
-the writer. `observe` runs one `BEGIN IMMEDIATE` transaction per batch: it takes the write
-lock, reads every card of the batch, runs the whole batch through the compiled state
-transition, writes the cards back and commits, so two workers scoring the same card
-serialise and lose no update. A lock held longer than `timeout_seconds` raises
-`sqlite3.OperationalError` (the caller scores without history).
+the writer (`synchronous`: what a commit waits for, see `SYNCHRONOUS`). `observe` runs one
+`BEGIN IMMEDIATE` transaction per batch: it takes the write lock, reads every card of the
+batch, runs the whole batch through the compiled state transition, writes the cards back and
+commits, so two workers scoring the same card serialise and lose no update. A lock held
+longer than `timeout_seconds` raises `sqlite3.OperationalError` (the caller scores without
+history).
 
 Rows written before the packed format (events as text lines, aggregates as JSON) are read
 through `sproxxo.history.state_from_parts` and written back packed.
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import orjson
 
@@ -47,14 +48,24 @@ CREATE TABLE IF NOT EXISTS profiles (
 
 INIT_SECONDS: Final = 10.0
 Packed = tuple[bytes, bytes]
+Synchronous = Literal["normal", "off"]
+#: `normal`: WAL checkpoints fsync (consistent after a power cut, the last commits lost);
+#: every ~1,000 pages written the commit that triggers one waits for it: 14-30 ms on this
+#: VM's disk, on the event loop. `off`: no fsync (a process crash loses nothing; an OS
+#: crash or power cut can corrupt the file: delete it, then `python -m training.history`
+#: profiles and warm).
+SYNCHRONOUS: Final[dict[str, str]] = {"normal": "NORMAL", "off": "OFF"}
 
 
 class SqliteHistory:
     """`sproxxo.history.HistoryStore` over one SQLite file."""
 
-    def __init__(self, path: Path, *, timeout_seconds: float = 0.05) -> None:
+    def __init__(
+        self, path: Path, *, timeout_seconds: float = 0.05, synchronous: Synchronous = "normal"
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.synchronous = synchronous
         self._conn = sqlite3.connect(
             path, timeout=timeout_seconds, isolation_level=None, check_same_thread=False
         )
@@ -70,7 +81,7 @@ class SqliteHistory:
             try:
                 if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.synchronous]}")
                 self._conn.executescript(SCHEMA)
                 return
             except sqlite3.OperationalError as exc:

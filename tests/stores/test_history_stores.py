@@ -282,6 +282,29 @@ def test_history_url_selects_the_backend(tmp_path: Path, url: str, kind: type) -
         store.close()
 
 
+@pytest.mark.parametrize(("setting", "pragma"), [(None, 1), ("normal", 1), ("off", 0)])
+def test_sqlite_synchronous_setting_reaches_the_connection(
+    tmp_path: Path, setting: str | None, pragma: int
+) -> None:
+    """SPROXXO_HISTORY_SQLITE_SYNCHRONOUS (default normal) is the connection's synchronous
+    pragma (NORMAL = 1, OFF = 0), and the store still records and reads back."""
+    extra = {} if setting is None else {"history_sqlite_synchronous": setting}
+    store = history_adapter.open_store(Settings(state_dir=tmp_path, **extra))  # type: ignore[call-arg]
+    assert isinstance(store, SqliteHistory)
+    try:
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == pragma
+        store.observe(["c"], [ev(HISTORY_T0, "a")])
+        assert store.observe(["c"], [ev(HISTORY_T0 + 1, "b")])[0].features[0] == 1
+    finally:
+        store.close()
+
+
+def test_sqlite_synchronous_setting_refuses_other_values() -> None:
+    """Only normal and off: FULL or EXTRA would add an fsync per commit on the event loop."""
+    with pytest.raises(ValueError, match="history_sqlite_synchronous"):
+        Settings(history_sqlite_synchronous="full")  # type: ignore[call-arg]
+
+
 def test_history_url_redis_selects_redis(redis_url: str) -> None:
     s = history_adapter.open_store(Settings(history_url=redis_url))  # type: ignore[call-arg]
     assert isinstance(s, RedisHistory)
