@@ -386,6 +386,16 @@ def history_rows(work: Path, *, quick: bool) -> list[Row]:
     return rows
 
 
+def middleware_rows(*, quick: bool) -> list[Row]:
+    """What BentoML's OpenTelemetry middleware adds to a request (`load.middleware_bench`)."""
+    from load.middleware_bench import table
+
+    return [
+        Row("in-process", f"ASGI: {name}", note=f"{us:.1f} µs per request")
+        for name, us in table(5_000 if quick else 20_000).items()
+    ]
+
+
 def wrk(url: str, path: str, bodies: Path, *, connections: int, seconds: float) -> dict[str, Any]:
     """Closed-loop wrk run pinned to the load-generator core; returns WRK_JSON + rps."""
     argv = [
@@ -863,6 +873,7 @@ def _run(args: argparse.Namespace, d: Durations, work: Path) -> int:
     os.sched_setaffinity(0, {0})
     try:
         report.add(*in_process(tag, seconds=d.inproc))
+        report.add(*middleware_rows(quick=args.quick))
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
     print("card-history stores (SQLite file, loopback redis-server) ...", flush=True)

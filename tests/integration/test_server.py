@@ -204,3 +204,25 @@ def test_server_exports_every_metric_alerts_and_dashboards_use(
     assert wanted, "no metric referenced at all?"
     missing = sorted(m for m in wanted if m not in exported)
     assert missing == [], f"referenced but not exported: {missing}"
+
+
+def test_server_runs_the_tracing_middleware_only_when_asked(server: Server, tmp_path: Path) -> None:
+    """BentoML's OpenTelemetry middleware names each request (X-BentoML-Request-ID, the
+    span's id). By default every URL is excluded from it, so no span and no header;
+    SPROXXO_TRACE_REQUESTS=true brings both back, with the same answer."""
+    body = make_transaction()
+    untraced = httpx.post(f"{server.url}/predict", json=body, timeout=10)
+    assert untraced.status_code == 200, untraced.text
+    assert "x-bentoml-request-id" not in untraced.headers
+    traced_server = Server.bentoml(
+        env={"SPROXXO_STATE_DIR": str(tmp_path), "SPROXXO_TRACE_REQUESTS": "true"},
+        log_path=tmp_path / "server.log",
+    )
+    traced_server.start()
+    try:
+        traced = httpx.post(f"{traced_server.url}/predict", json=body, timeout=10)
+    finally:
+        traced_server.stop()
+    assert traced.status_code == 200, traced.text
+    assert re.fullmatch(r"[0-9a-f]{16}", traced.headers["x-bentoml-request-id"])
+    assert traced.json()["decision"] == untraced.json()["decision"]
