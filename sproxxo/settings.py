@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     )
     history_sqlite_synchronous: Literal["normal", "off"] = Field(
         default="normal",
-        description="SQLite store only: `normal` fsyncs at WAL checkpoints (a 14-30 ms "
+        description="SQLite store only: `normal` fsyncs at WAL checkpoints (a 12-24 ms "
         "stall every ~1,000 pages written on a slow disk), `off` never does (a power cut "
         "can corrupt the file: rebuild it)",
     )
