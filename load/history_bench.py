@@ -144,6 +144,7 @@ def stall_table(
         store = SqliteHistory(work / f"stall-{mode}.sqlite", timeout_seconds=1.0, synchronous=mode)
         try:
             fill(store, cards=warm_cards, per_card=1)
+            call_latency(store, cards=warm_cards, calls=200)  # warm caches and the script
             samples = sorted(call_latency(store, cards=warm_cards, calls=calls))
         finally:
             store.close()

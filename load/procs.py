@@ -304,7 +304,8 @@ def cpu_seconds(root: int) -> float:
 def cpu_ticks(stat: str | None = None) -> tuple[int, int]:
     """(steal, all) ticks of the machine's CPUs so far, from /proc/stat's `cpu` line (or
     `stat`, its text). Steal is time the hypervisor gave this VM's vCPUs to someone else:
-    a latency run during which it is high measured the neighbours, not the server."""
+    a latency run during which it is high measured the neighbours, not the server. All
+    vCPUs together: the server's and the load generator's."""
     text = stat if stat is not None else Path("/proc/stat").read_text()
     line = next(ln for ln in text.splitlines() if ln.startswith("cpu "))
     # user nice system idle iowait irq softirq steal [guest guest_nice: inside user/nice]

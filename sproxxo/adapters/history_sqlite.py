@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 import orjson
 
@@ -31,6 +31,7 @@ from sproxxo.history_packed import (
     observe_batch,
     pack,
 )
+from sproxxo.settings import SqliteSynchronous
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS cards (
@@ -48,20 +49,23 @@ CREATE TABLE IF NOT EXISTS profiles (
 
 INIT_SECONDS: Final = 10.0
 Packed = tuple[bytes, bytes]
-Synchronous = Literal["normal", "off"]
 #: `normal`: WAL checkpoints fsync (consistent after a power cut, the last commits lost);
 #: every ~1,000 pages written the commit that triggers one waits for it: 12-24 ms on this
 #: VM's disk, on the event loop. `off`: no fsync (a process crash loses nothing; an OS
 #: crash or power cut can corrupt the file: delete it, then `python -m training.history`
 #: profiles and warm).
-SYNCHRONOUS: Final[dict[str, str]] = {"normal": "NORMAL", "off": "OFF"}
+SYNCHRONOUS: Final[dict[SqliteSynchronous, str]] = {"normal": "NORMAL", "off": "OFF"}
 
 
 class SqliteHistory:
     """`sproxxo.history.HistoryStore` over one SQLite file."""
 
     def __init__(
-        self, path: Path, *, timeout_seconds: float = 0.05, synchronous: Synchronous = "normal"
+        self,
+        path: Path,
+        *,
+        timeout_seconds: float = 0.05,
+        synchronous: SqliteSynchronous = "normal",
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path

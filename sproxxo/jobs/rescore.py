@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import pandas as pd
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from sproxxo.adapters import bentoml_store as store
 from sproxxo.errors import DataSourceError
@@ -86,7 +86,7 @@ def _chunk(part: pd.DataFrame, model: Model, *, explain: bool) -> pd.DataFrame:
     rules = np.full(len(part), "", dtype=object)
     broken = np.flatnonzero(hits.any(axis=1))
     if len(broken):  # their messages, decisions and reasons exactly as the service words them
-        found = _violations(columns, broken, hits)
+        found = _violations(part, broken=broken, hits=hits)
         d, r = decide_all(probabilities[broken], derived.fired[broken], found, model.policy)
         decisions[broken] = [str(x) for x in d]
         reasons[broken] = ["|".join(codes) for codes in r]
@@ -113,21 +113,39 @@ def _chunk(part: pd.DataFrame, model: Model, *, explain: bool) -> pd.DataFrame:
 
 
 def _violations(
-    columns: dict[str, Any], broken: npt.NDArray[np.intp], hits: npt.NDArray[np.bool_]
+    part: pd.DataFrame, *, broken: npt.NDArray[np.intp], hits: npt.NDArray[np.bool_]
 ) -> list[list[RuleViolation]]:
     """The violations of each `broken` row, worded by the service's rules from the row's
-    `Transaction` (the broken rows' bodies validated in one call, taken column-wise:
-    `DataFrame.to_dict` and one validation per row cost 15% of a chunk)."""
-    names = list(columns)
-    picked = [np.asarray(columns[name])[broken].tolist() for name in names]
+    `Transaction` (the broken rows' bodies validated in one call, taken column by column
+    as native values with None for missing ones, as `DataFrame.to_dict` gives them: that
+    and one validation per row cost 15% of a chunk). A row that is not a valid transaction
+    raises DataSourceError naming its first problem (not its values: card numbers)."""
+    names = [str(name) for name in part.columns]
+    rows = part.iloc[broken]
+    picked = [_native(rows[name]) for name in names]
     bodies = [
         transaction_body(dict(zip(names, row, strict=True))) for row in zip(*picked, strict=True)
     ]
-    transactions = _TRANSACTIONS.validate_json(orjson.dumps(bodies))
+    try:
+        transactions = _TRANSACTIONS.validate_json(orjson.dumps(bodies))
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        row, *field = first["loc"]
+        raise DataSourceError(
+            f"row {int(part.index[broken[int(row)]])}: {'.'.join(map(str, field))}: "
+            f"{first['msg']} ({exc.error_count()} problems in rows breaking a rule)"
+        ) from None
     return [
         [RULES[k].violation(tx) for k in np.flatnonzero(hits[i])]
         for tx, i in zip(transactions, broken.tolist(), strict=True)
     ]
+
+
+def _native(values: pd.Series) -> list[Any]:
+    """Python values, None where missing (NaN, NA, None), whatever the column's dtype."""
+    out = values.to_numpy(dtype=object)
+    out[values.isna().to_numpy()] = None
+    return list(out.tolist())
 
 
 @dataclass(frozen=True)

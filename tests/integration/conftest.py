@@ -21,7 +21,11 @@ def server_state(tmp_path_factory: pytest.TempPathFactory, session_state: Path) 
 def server(model_tags: list[str], server_state: Path) -> Iterator[Server]:
     """A running service over the session's trained models."""
     srv = Server.bentoml(
-        env={"SPROXXO_STATE_DIR": str(server_state), "SPROXXO_PREDLOG_FLUSH_SECONDS": "0.2"},
+        env={
+            "SPROXXO_STATE_DIR": str(server_state),
+            "SPROXXO_PREDLOG_FLUSH_SECONDS": "0.2",
+            "SPROXXO_TRACE_REQUESTS": "false",  # the default, whatever a developer's .env says
+        },
         log_path=server_state / "server.log",
     )
     srv.start()

@@ -210,7 +210,7 @@ def test_server_runs_the_tracing_middleware_only_when_asked(server: Server, tmp_
     """BentoML's OpenTelemetry middleware names each request (X-BentoML-Request-ID, the
     span's id). By default every URL is excluded from it, so no span and no header;
     SPROXXO_TRACE_REQUESTS=true brings both back, with the same answer."""
-    body = make_transaction()
+    body = make_transaction(card_id="card_trace01ab", transaction_id="tx-trace-000001")
     untraced = httpx.post(f"{server.url}/predict", json=body, timeout=10)
     assert untraced.status_code == 200, untraced.text
     assert "x-bentoml-request-id" not in untraced.headers
