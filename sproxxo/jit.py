@@ -70,6 +70,8 @@ def compile_in_background(steps: Mapping[str, Callable[[], object]]) -> threadin
         if _worker is not None and _worker.is_alive():
             return _worker
 
+        events = {name: threading.Event() for name in steps}  # this load's own
+
         def run() -> None:
             for name, step in steps.items():
                 try:
@@ -77,9 +79,9 @@ def compile_in_background(steps: Mapping[str, Callable[[], object]]) -> threadin
                 except Exception:  # the first caller compiles it instead
                     logger.exception("loading numba kernel %s failed", name)
                 _ready.add(name)
-                _done[name].set()
+                events[name].set()
 
-        _done.update({name: threading.Event() for name in steps})
+        _done.update(events)
         _worker = threading.Thread(target=run, name="numba-kernels", daemon=True)
         _worker.start()
         return _worker

@@ -14,7 +14,10 @@ from sproxxo import jit
 
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts with nothing deferred, loaded or loading."""
+    """Each test starts with nothing deferred, loaded or loading (a load a service test
+    started is let finish first: it would otherwise set events of the test's own)."""
+    if jit._worker is not None:
+        jit._worker.join(timeout=120)
     monkeypatch.setattr(jit, "_deferred", False)
     monkeypatch.setattr(jit, "_ready", set())
     monkeypatch.setattr(jit, "_worker", None)
@@ -95,3 +98,18 @@ def test_a_failing_step_is_logged_and_left_to_its_first_caller(
     assert "loading numba kernel trees failed" in caplog.text
     assert not jit.pending("trees")
     assert not jit.pending("history")
+
+
+def test_a_load_finishes_on_its_own_events_when_the_registry_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loading thread sets the events it was started with, not whatever `_done` holds
+    by then (a KeyError in the thread, seen when a test reset the module mid-load)."""
+    release = threading.Event()
+    jit.defer()
+    worker = jit.compile_in_background({"trees": release.wait, "explanations": lambda: None})
+    monkeypatch.setattr(jit, "_done", {})
+    release.set()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert {"trees", "explanations"} <= jit._ready
