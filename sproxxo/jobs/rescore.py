@@ -131,9 +131,10 @@ def _violations(
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         row, *field = first["loc"]
+        count = exc.error_count()
         raise DataSourceError(
-            f"row {int(part.index[broken[int(row)]])}: {'.'.join(map(str, field))}: "
-            f"{first['msg']} ({exc.error_count()} problems in rows breaking a rule)"
+            f"row {part.index[broken[int(row)]]}: {'.'.join(map(str, field))}: {first['msg']} "
+            f"({count} problem{'s' * (count > 1)} in the rows breaking a rule)"
         ) from None
     return [
         [RULES[k].violation(tx) for k in np.flatnonzero(hits[i])]

@@ -407,7 +407,7 @@ def service_config(settings: Settings) -> dict[str, Any]:
         "http": {"port": 3000},
         # BentoML installs its OpenTelemetry middleware whatever the sample rate: unsampled,
         # it cost 152-195 µs a request in process (spans, attributes, wrapped send and
-        # receive; /predict max 1.9x without it on this VM). Without tracing every URL is
+        # receive; /predict max 1.5-2.1x without it on this VM). Without tracing every URL is
         # excluded (6-9 µs). A service's tracing block replaces BentoML's top-level one, so
         # an exporter goes under services.sproxxo_fraud.tracing (README, Performance).
         **({} if settings.trace_requests else {"tracing": {"excluded_urls": UNTRACED}}),
