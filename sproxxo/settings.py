@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     )
     history_sqlite_synchronous: SqliteSynchronous = Field(
         default="normal",
-        description="SQLite store only: `normal` fsyncs at WAL checkpoints (a 12-24 ms "
+        description="SQLite store only: `normal` fsyncs at WAL checkpoints (a 12-30 ms "
         "stall every ~1,000 pages written on a slow disk), `off` never does (a power cut "
         "can corrupt the file: rebuild it)",
     )

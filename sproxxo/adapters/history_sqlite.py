@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS profiles (
 INIT_SECONDS: Final = 10.0
 Packed = tuple[bytes, bytes]
 #: `normal`: WAL checkpoints fsync (consistent after a power cut, the last commits lost);
-#: every ~1,000 pages written the commit that triggers one waits for it: 12-24 ms on this
+#: every ~1,000 pages written the commit that triggers one waits for it: 12-30 ms on this
 #: VM's disk, on the event loop. `off`: no fsync (a process crash loses nothing; an OS
 #: crash or power cut can corrupt the file: delete it, then `python -m training.history`
 #: profiles and warm).
