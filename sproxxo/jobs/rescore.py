@@ -61,7 +61,7 @@ def rescore_frame(
     """One answer row per transaction of a canonical frame (with its history features),
     in the frame's order: probability, risk score, decision, reason codes (`|`-joined) and
     the rules broken. `explain=False` keeps the score band's generic model code on reviews
-    and declines instead of the model-driven codes the service gives (~0.5 ms of TreeSHAP
+    and declines instead of the model-driven codes the service gives (~0.25 ms of TreeSHAP
     per flagged row: 4x the whole model path at a 2% flag rate)."""
     parts = []
     t0 = time.perf_counter()

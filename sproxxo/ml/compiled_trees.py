@@ -25,84 +25,93 @@ from sproxxo import jit
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
+WordArray = npt.NDArray[np.uint64]
 BoolArray = npt.NDArray[np.bool_]
 _BLOCK = 128
 _LANES = 32
-#: A node word: left child << 16 | feature << 1 | NaN goes right.
+#: A node word: left child << 16 | feature << 1 | NaN goes right (the low 16 bits: the slot
+#: of the node's value in `_walk`'s doubled row).
 _LEFT_SHIFT = 16
 _FEATURE_SHIFT = 1
 _FEATURE_MASK = 0x7FFF
+_SLOT_MASK = 0xFFFF
 #: Largest |p_sklearn - p_compiled| accepted, at training and again at every model load.
 PARITY_TOLERANCE = 1e-6
 
 
 def _walk(
     x: FloatArray,
-    node_word: IntArray,
+    node_word: WordArray,
     threshold: FloatArray,
     value: FloatArray,
     roots: IntArray,
     depths: IntArray,
     baseline: float,
-    has_nan: bool,
     out: FloatArray,
 ) -> None:  # pragma: no cover - runs compiled by numba (see `_kernel`)
     """out[i] = baseline + the leaf value of every tree, added in tree order (as sklearn).
 
     sklearn goes left when v <= threshold, or when v is NaN and missing values go left.
-    A node's left child, feature and NaN side come from one word (`CompiledModel.words`:
-    one load instead of three); the NaN test costs a step a fifth more, so a batch runs it
-    only when `x` holds a NaN. The inner loop walks independent paths so the CPU overlaps
-    their chains of loads: rows (in blocks that stay in L1 cache) for a batch, _LANES trees
-    at a time for one row.
+    Each row is first copied twice over, interleaved: value k at 2k with NaN as -inf, at
+    2k + 1 as it is. A node's word holds its left child and 2 * feature + (NaN goes right),
+    so the value it reads already sends a NaN its way and every step is one comparison,
+    right when `not v <= threshold`: -inf goes left, NaN right even past an infinite
+    threshold (sklearn's "missing or not" split). Both copies hold x's other values. The
+    inner loop walks independent paths so the CPU overlaps their chains of loads: rows (in
+    blocks that stay in L1 cache) for a batch, _LANES trees at a time for one row. Every
+    index is unsigned: numba checks a signed index for a negative value (Python's
+    wrap-around) at every load, which cost 40% of the walk.
     """
-    n = x.shape[0]
-    if n == 1:
-        acc = baseline
-        lane = np.empty(_LANES, dtype=np.int64)
-        for first in range(0, roots.shape[0], _LANES):
-            lanes = min(_LANES, roots.shape[0] - first)
-            for j in range(lanes):
-                lane[j] = roots[first + j]
-            for _ in range(depths[first : first + lanes].max()):  # leaves point at themselves
+    n, features = x.shape
+    width = np.uint64(2 * features)
+    block = min(n, _BLOCK)
+    rows = np.empty(block * 2 * features, dtype=np.float64)
+    node = np.empty(max(block, _LANES), dtype=np.uint64)
+    left_shift, slot_mask = np.uint64(_LEFT_SHIFT), np.uint64(_SLOT_MASK)
+    for start in range(0, n, block):
+        size = min(block, n - start)
+        for i in range(size):
+            for k in range(features):
+                v = x[start + i, k]
+                rows[i * 2 * features + 2 * k] = -np.inf if v != v else v
+                rows[i * 2 * features + 2 * k + 1] = v
+        if size == 1:  # one row: _LANES trees side by side
+            acc = baseline
+            for first in range(0, roots.shape[0], _LANES):
+                lanes = min(_LANES, roots.shape[0] - first)
                 for j in range(lanes):
-                    nd = lane[j]
-                    w = node_word[nd]
-                    v = x[0, (w >> _FEATURE_SHIFT) & _FEATURE_MASK]
-                    lane[j] = (w >> _LEFT_SHIFT) + ((v > threshold[nd]) | ((v != v) & (w & 1)))
-            for j in range(lanes):
-                acc += value[lane[j]]
-        out[0] = acc
-        return
-    node = np.empty(min(n, _BLOCK), dtype=np.int64)
-    for start in range(0, n, _BLOCK):
-        stop = min(start + _BLOCK, n)
-        for i in range(start, stop):
-            out[i] = baseline
+                    node[j] = np.uint64(roots[first + j])
+                for _ in range(depths[first : first + lanes].max()):  # leaves point at themselves
+                    for j in range(lanes):
+                        nd = node[j]
+                        w = node_word[nd]
+                        v = rows[w & slot_mask]
+                        node[j] = (w >> left_shift) + np.uint64(not v <= threshold[nd])
+                for j in range(lanes):
+                    acc += value[node[j]]
+            out[start] = acc
+            continue
+        for i in range(size):
+            out[start + i] = baseline
         for t in range(roots.shape[0]):
-            for i in range(stop - start):
-                node[i] = roots[t]
+            root = np.uint64(roots[t])
+            for i in range(size):
+                node[i] = root
             for _ in range(depths[t]):
-                if has_nan:
-                    for i in range(stop - start):
-                        nd = node[i]
-                        w = node_word[nd]
-                        v = x[start + i, (w >> _FEATURE_SHIFT) & _FEATURE_MASK]
-                        step = (v > threshold[nd]) | ((v != v) & (w & 1))
-                        node[i] = (w >> _LEFT_SHIFT) + step
-                else:
-                    for i in range(stop - start):
-                        nd = node[i]
-                        w = node_word[nd]
-                        v = x[start + i, (w >> _FEATURE_SHIFT) & _FEATURE_MASK]
-                        node[i] = (w >> _LEFT_SHIFT) + (v > threshold[nd])
-            for i in range(stop - start):
+                base = np.uint64(0)
+                for i in range(size):
+                    nd = node[i]
+                    w = node_word[nd]
+                    v = rows[base + (w & slot_mask)]
+                    node[i] = (w >> left_shift) + np.uint64(not v <= threshold[nd])
+                    base += width
+            for i in range(size):
                 out[start + i] += value[node[i]]
 
 
 def _walk_numpy(
     x: FloatArray,
-    node_word: IntArray,
+    node_word: WordArray,
     threshold: FloatArray,
     value: FloatArray,
     roots: IntArray,
@@ -112,9 +121,10 @@ def _walk_numpy(
     """`_walk`'s interpreted twin (`sproxxo.jit`): every row down every tree at once, the
     same comparisons, and the leaf values added to the baseline in tree order (a cumulative
     sum is sequential), so the floats are the kernel's. ~0.1 ms for one row."""
-    left = node_word >> _LEFT_SHIFT
-    feature = (node_word >> _FEATURE_SHIFT) & _FEATURE_MASK
-    nan_right = (node_word & 1).astype(bool)
+    words = node_word.astype(np.int64)
+    left = words >> _LEFT_SHIFT
+    feature = (words >> _FEATURE_SHIFT) & _FEATURE_MASK
+    nan_right = (words & 1).astype(bool)
     node = np.repeat(roots[np.newaxis, :], x.shape[0], axis=0)
     row = np.arange(x.shape[0])[:, np.newaxis]
     for _ in range(int(depths.max(initial=0))):  # leaves point at themselves
@@ -156,16 +166,18 @@ class CompiledModel:
     cover: FloatArray | None = None
 
     @cached_property
-    def words(self) -> npt.NDArray[np.int64]:
-        """Each node's left child, feature and NaN side in one int64 (what `_walk` reads).
+    def words(self) -> WordArray:
+        """Each node's left child, feature and NaN side in one uint64 (what `_walk` reads).
         Raises ValueError for a model with more features than the word holds."""
         if self.feature.size and int(self.feature.max()) > _FEATURE_MASK:
             raise ValueError(f"more than {_FEATURE_MASK + 1} features")
-        return (
-            (self.left.astype(np.int64) << _LEFT_SHIFT)
-            | (self.feature.astype(np.int64) << _FEATURE_SHIFT)
-            | self.nan_right.astype(np.int64)
+        leaf = self.left == np.arange(len(self.left))  # reads its NaN as -inf: stays put
+        words: WordArray = (
+            (self.left.astype(np.uint64) << np.uint64(_LEFT_SHIFT))
+            | (self.feature.astype(np.uint64) << np.uint64(_FEATURE_SHIFT))
+            | (self.nan_right & ~leaf).astype(np.uint64)
         )
+        return words
 
     def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
         """Plain arrays (for `numpy.savez`, no pickle): the inverse of `from_arrays`."""
@@ -219,7 +231,6 @@ class CompiledModel:
             self.roots,
             self.depths,
             self.baseline,
-            bool(np.isnan(rows).any()),
             out,
         )
         return out
