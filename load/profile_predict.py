@@ -1,9 +1,10 @@
 """Where a /predict request's CPU goes: py-spy on a saturated worker, samples by layer.
 
-    uv run python -m load.profile_predict [--store BENTOML_HOME] [--seconds 20]
+    uv run python -m load.profile_predict [--store BENTOML_HOME] [--seconds 20] [--batch]
 
 Starts the service as deployed (one worker pinned to core 0, access log off, SQLite card
-history on), saturates it with wrk from core 1 (64 connections), and samples the worker
+history on), saturates it with wrk from core 1 (64 connections; with `--batch`,
+/predict_batch with `load/bench.py`'s 1,000-transaction bodies at 2), and samples the worker
 with `py-spy record --format raw` (py-spy is not a dependency: `pip install py-spy` into
 any environment and put it on PATH, or pass --py-spy). Every sample is charged to the
 first frame from the leaf upwards that belongs to a layer below (numpy, numba and the
@@ -105,9 +106,14 @@ def worker_pid(root: int) -> int:
     raise RuntimeError("no BentoML worker process found")
 
 
-def profile(store: Path, tag: str, work: Path, *, seconds: float, py_spy: str) -> str:
+def profile(
+    store: Path, tag: str, work: Path, *, seconds: float, py_spy: str, batch: bool = False
+) -> str:
     """Saturate one worker, sample it, return the markdown table."""
-    singles, _ = bench.write_bodies(work)
+    singles, batches = bench.write_bodies(work)
+    route, bodies, connections = (
+        ("/predict_batch", batches, 2) if batch else ("/predict", singles, 64)
+    )
     env = {
         "BENTOML_HOME": str(store),
         "SPROXXO_STATE_DIR": str(work / "state"),
@@ -120,11 +126,11 @@ def profile(store: Path, tag: str, work: Path, *, seconds: float, py_spy: str) -
     raw = work / "profile.txt"
     try:
         worker = worker_pid(srv.process.pid)  # type: ignore[union-attr]
-        bench.wrk(srv.url, "/predict", singles, connections=16, seconds=3)
+        bench.wrk(srv.url, route, bodies, connections=min(connections, 16), seconds=3)
         result: dict[str, dict[str, float]] = {}
         load = threading.Thread(
             target=lambda: result.update(
-                run=bench.wrk(srv.url, "/predict", singles, connections=64, seconds=seconds + 4)
+                run=bench.wrk(srv.url, route, bodies, connections=connections, seconds=seconds + 4)
             )
         )
         cpu0 = procs.cpu_seconds(worker)
@@ -141,7 +147,8 @@ def profile(store: Path, tag: str, work: Path, *, seconds: float, py_spy: str) -
     total = sum(n for _, n in rows)
     cpu_ms = 1000 * cpu / max(run["requests"], 1)
     lines = [
-        f"{run['rps']:,.0f} req/s at 64 connections, worker CPU {cpu_ms:.3f} ms per request "
+        f"{route}: {run['rps']:,.0f} req/s at {connections} connections, worker CPU "
+        f"{cpu_ms:.3f} ms per request "
         f"({total:,} samples at 250 Hz over {seconds:.0f} s)",
         "",
         "| layer | share of worker CPU | ≈ µs per request |",
@@ -159,12 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
     parser.add_argument("--keep", action="store_true", help="keep the folder (profile.txt)")
+    parser.add_argument("--batch", action="store_true", help="/predict_batch, 1,000 per request")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="sproxxo-profile-"))
     try:
         store = args.store.resolve() if args.store else bench.train_model(work, rows=50_000)[0]
         os.environ["BENTOML_HOME"] = str(store)
-        print(profile(store, bench.resolve_tag(""), work, seconds=args.seconds, py_spy=args.py_spy))
+        tag = bench.resolve_tag("")
+        print(profile(store, tag, work, seconds=args.seconds, py_spy=args.py_spy, batch=args.batch))
     finally:
         if args.keep:
             print(f"kept {work} (py-spy's raw stacks: profile.txt)")

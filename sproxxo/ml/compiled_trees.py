@@ -68,8 +68,8 @@ def _walk(
     rows = np.empty(block * 2 * features, dtype=np.float64)
     node = np.empty(max(block, _LANES), dtype=np.uint64)
     left_shift, slot_mask = np.uint64(_LEFT_SHIFT), np.uint64(_SLOT_MASK)
-    for start in range(0, n, block):
-        size = min(block, n - start)
+    for start in range(0, n, _BLOCK):
+        size = min(_BLOCK, n - start)
         for i in range(size):
             for k in range(features):
                 v = x[start + i, k]

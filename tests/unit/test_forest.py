@@ -208,3 +208,11 @@ def test_missing_or_not_splits_and_infinities_equal_sklearn_bit_for_bit() -> Non
     expected = hgb._raw_predict(x).ravel()
     assert np.array_equal(model.raw(x), expected)
     assert [model.raw(x[i : i + 1])[0] for i in range(0, 200, 9)] == expected[:200:9].tolist()
+
+
+def test_no_rows_score_to_an_empty_array(fitted: dict[str, Any]) -> None:
+    """A matrix of no rows gives no scores (not an error), on both paths."""
+    compiled: CompiledModel = fitted["compiled"]
+    empty = np.empty((0, len(FEATURE_NAMES)))
+    assert compiled.raw(empty).shape == (0,)
+    assert compiled.predict(empty).shape == (0,)
