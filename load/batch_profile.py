@@ -175,7 +175,7 @@ def score_steps(
     runtime: Any, transactions: Sequence[Any], owner: Any, clock: Clock
 ) -> list[dict[str, Any]]:
     """`Runtime.score`, step by step (the same calls in the same order), timed."""
-    from sproxxo.features import columns_from_transactions, derive, with_profiles
+    from sproxxo.features import columns_from_transactions, derive, numeric_columns, with_profiles
     from sproxxo.policy import decide_all
     from sproxxo.rules import find_violations
     from sproxxo.scoring import Scored, explain_decisions
@@ -193,11 +193,12 @@ def score_steps(
             columns[name] = [h[k] for h in history]
     now = datetime.now(UTC)
     with clock.step("score: features"):
-        derived = derive(columns)
+        numeric = numeric_columns(columns)
+        derived = derive(columns, numeric=numeric)
     with clock.step("score: model"):
         probabilities = bundle.predict_matrix(derived.matrix)
     with clock.step("score: rules"):
-        violations = find_violations(columns, transactions, now=now)
+        violations = find_violations(columns, transactions, now=now, numeric=numeric)
     with clock.step("score: policy"):
         decisions, reasons = decide_all(probabilities, derived.fired, violations, bundle.policy)
     with clock.step("score: explanations"):

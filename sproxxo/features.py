@@ -162,7 +162,7 @@ def category_codes(values: Any) -> npt.NDArray[np.intp]:
 
 
 def _formulas(
-    xp: Any, raw: dict[str, Any], code: Any, typical: Any, online: Any
+    xp: Any, raw: Mapping[str, Any], code: Any, typical: Any, online: Any
 ) -> tuple[IndicatorInputs, list[Any], IndicatorFlags]:
     """Every feature formula, written once for arrays (xp=np) and floats (xp=_SCALAR).
 
@@ -226,13 +226,14 @@ def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def derive(columns: Columns) -> Derived:
+def derive(columns: Columns, *, numeric: Mapping[str, Any] | None = None) -> Derived:
     """Compute the feature matrix, the indicators and the risk score in one pass.
 
     One transaction runs the formulas on Python floats; more run them on numpy arrays
-    filled into a preallocated matrix. Both paths share `_formulas`.
+    filled into a preallocated matrix. Both paths share `_formulas`. `numeric`: the
+    columns' `numeric_columns` when the caller made them already (the rules read them too).
     """
-    raw = numeric_columns(columns)
+    raw = numeric if numeric is not None else numeric_columns(columns)
     codes = category_codes(columns["merchant_category"])
     if len(codes) == 1:
         return _derive_one(raw, codes[0])
@@ -255,7 +256,7 @@ def _first(values: Any) -> Any:
     return values.iloc[0] if hasattr(values, "iloc") else values[0]
 
 
-def _derive_one(raw: dict[str, float], code: Any) -> Derived:
+def _derive_one(raw: Mapping[str, Any], code: Any) -> Derived:
     inputs, features, flags = _formulas(
         _SCALAR, raw, float(code), float(_TYPICAL[code]), float(_ONLINE[code])
     )

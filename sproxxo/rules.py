@@ -142,10 +142,15 @@ RULE_NAMES: Final = tuple(rule.name for rule in RULES)
 
 
 def find_violations(
-    columns: Columns, transactions: Sequence[Transaction], *, now: datetime
+    columns: Columns,
+    transactions: Sequence[Transaction],
+    *,
+    now: datetime,
+    numeric: Mapping[str, Any] | None = None,
 ) -> list[list[RuleViolation]]:
-    """Every rule each transaction breaks, in rule order (`columns` describe them)."""
-    numeric = numeric_columns(columns)
+    """Every rule each transaction breaks, in rule order (`columns` describe them;
+    `numeric`: their `numeric_columns` when the caller made them already)."""
+    numeric = numeric if numeric is not None else numeric_columns(columns)
     verdicts = [rule.breaks(numeric, now.timestamp()) for rule in RULES]
     if len(transactions) == 1:
         return [

@@ -25,7 +25,13 @@ from sproxxo.explanations import (
     model_reason_codes,
     rows_to_explain,
 )
-from sproxxo.features import FEATURE_NAMES, Derived, columns_from_transactions, derive
+from sproxxo.features import (
+    FEATURE_NAMES,
+    Derived,
+    columns_from_transactions,
+    derive,
+    numeric_columns,
+)
 from sproxxo.history import HISTORY_FEATURES
 from sproxxo.policy import Policy, decide_all, with_model_codes
 from sproxxo.risk import INDICATORS
@@ -105,11 +111,11 @@ class Scored:
         n, k = self.derived.fired.shape
         # Every indicator entry in one flat pass, then k per transaction.
         flat = [
-            {"name": name, "fired": fired, "weight": weight, "value": _known(value)}
+            {"name": name, "fired": fired, "weight": weight, "value": value}
             for (name, weight), fired, value in zip(
                 _NAMES_WEIGHTS * n,
                 self.derived.fired.ravel().tolist(),
-                np.round(self.derived.values, 4).ravel().tolist(),
+                _known(np.round(self.derived.values, 4).ravel()),
                 strict=True,
             )
         ]
@@ -160,9 +166,10 @@ def score(
     if history is not None:
         for k, name in enumerate(HISTORY_FEATURES):
             columns[name] = [h[k] for h in history]
-    derived = derive(columns)
+    numeric = numeric_columns(columns)  # read by the features and by the rules
+    derived = derive(columns, numeric=numeric)
     probabilities = model.predict_matrix(derived.matrix)
-    violations = find_violations(columns, transactions, now=now)
+    violations = find_violations(columns, transactions, now=now, numeric=numeric)
     decisions, reasons = decide_all(probabilities, derived.fired, violations, model.policy)
     explained, reasons = explain_decisions(
         model, derived.matrix, decisions, reasons, requested=explain
@@ -202,6 +209,10 @@ def explain_decisions(
     return Explained(rows, found), codes
 
 
-def _known(value: float) -> float | None:
-    """None for a missing (NaN) quantity, which JSON cannot carry."""
-    return None if value != value else value
+def _known(values: npt.NDArray[np.float64]) -> list[float | None]:
+    """The values as Python floats, None for a missing (NaN) quantity, which JSON cannot
+    carry (one pass in numpy, not a call per value)."""
+    known: npt.NDArray[np.object_] = values.astype(object)
+    known[np.isnan(values)] = None
+    listed: list[float | None] = known.tolist()
+    return listed

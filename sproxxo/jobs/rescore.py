@@ -76,9 +76,9 @@ def rescore_frame(
 
 def _chunk(part: pd.DataFrame, model: Model, *, explain: bool) -> pd.DataFrame:
     columns: dict[str, Any] = {c: part[c].to_numpy() for c in part.columns}
-    derived = derive(columns)
-    probabilities = model.predict_matrix(derived.matrix)
     numeric = numeric_columns(columns)
+    derived = derive(columns, numeric=numeric)
+    probabilities = model.predict_matrix(derived.matrix)
     at = np.atleast_1d(np.asarray(numeric["epoch_seconds"], dtype=np.float64))
     many = {k: np.atleast_1d(np.asarray(v, dtype=np.float64)) for k, v in numeric.items()}
     hits = np.column_stack([np.atleast_1d(rule.breaks(many, at)) for rule in RULES])

@@ -81,7 +81,7 @@ def _shap(
     what deeper edges on the same feature took; then S joins the upper edge's X.
 
     Positions and o are unsigned: numba checks every signed index for a negative value
-    (Python's wrap-around), which cost a third of the kernel; -1 marks stay signed.
+    (Python's wrap-around), which cost a quarter of the kernel; -1 marks stay signed.
     """
     m = _POINTS  # a constant: numba unrolls the point loops (1.5x)
     size = 1

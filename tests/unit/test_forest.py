@@ -184,6 +184,7 @@ def test_raw_scores_with_missing_values_equal_sklearn_bit_for_bit(fitted: dict[s
     expected = hgb._raw_predict(matrix).ravel()
     compiled: CompiledModel = fitted["compiled"]
     assert np.array_equal(compiled.raw(matrix), expected)
+    assert np.array_equal(compiled.raw(matrix[:257]), expected[:257])  # a last block of one
     single = [compiled.raw(matrix[i : i + 1])[0] for i in (0, 1, 260, 261, 299)]
     assert single == expected[[0, 1, 260, 261, 299]].tolist()
 
