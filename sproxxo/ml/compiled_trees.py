@@ -56,9 +56,13 @@ def _walk(
     2k + 1 as it is. A node's word holds its left child and 2 * feature + (NaN goes right),
     so the value it reads already sends a NaN its way and every step is one comparison,
     right when `not v <= threshold`: -inf goes left, NaN right even past an infinite
-    threshold (sklearn's "missing or not" split). Both copies hold x's other values. The
-    inner loop walks independent paths so the CPU overlaps their chains of loads: rows (in
-    blocks that stay in L1 cache) for a batch, _LANES trees at a time for one row. Every
+    threshold (sklearn's "missing or not" split). Both copies hold x's other values. (One
+    case a comparison cannot say: a NaN threshold, which sklearn's binning makes from a
+    feature infinite in over ~1/255 of the training rows, sends every value right and NaN
+    its own way; here NaN goes right too. The parity check, at training and at every load,
+    compares the two paths on held-out rows; `_walk_numpy` and TreeSHAP walk as this does.)
+    The inner loop walks independent paths so the CPU overlaps their chains of loads: rows
+    (in blocks that stay in L1 cache) for a batch, _LANES trees at a time for one row. Every
     index is unsigned: numba checks a signed index for a negative value (Python's
     wrap-around) at every load, which cost 40-55% of the walk. A block of one row (a batch
     of one, or a last block holding one row) takes the one-row loop: same sum, same order.
@@ -130,7 +134,8 @@ def _walk_numpy(
     row = np.arange(x.shape[0])[:, np.newaxis]
     for _ in range(int(depths.max(initial=0))):  # leaves point at themselves
         v = x[row, feature[node]]
-        node = left[node] + ((v > threshold[node]) | (np.isnan(v) & nan_right[node]))
+        v = np.where(np.isnan(v) & ~nan_right[node], -np.inf, v)  # the slot `_walk` reads
+        node = left[node] + ~(v <= threshold[node])
     terms = np.concatenate([np.full((x.shape[0], 1), baseline), value[node]], axis=1)
     return np.asarray(np.cumsum(terms, axis=1)[:, -1], dtype=np.float64)
 

@@ -102,7 +102,9 @@ def _shap(
             while c < s1:
                 lc, lp = c - s0, np.uint64(parent[c]) - s0
                 v = row[np.uint64(edge_feature[c])]
-                right = (v > threshold[c]) | ((v != v) & nan_right[c])
+                if v != v and not nan_right[c]:
+                    v = -np.inf  # NaN goes left: compared as `CompiledModel.raw` does
+                right = not v <= threshold[c]
                 o = one if right == is_right[c] else nil
                 e = prev[c]
                 if e >= 0:

@@ -217,3 +217,35 @@ def test_no_rows_score_to_an_empty_array(fitted: dict[str, Any]) -> None:
     empty = np.empty((0, len(FEATURE_NAMES)))
     assert compiled.raw(empty).shape == (0,)
     assert compiled.predict(empty).shape == (0,)
+
+
+def test_nan_thresholds_walk_alike_in_the_kernel_its_twin_and_treeshap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """sklearn makes NaN thresholds from a feature infinite in many training rows: the
+    numpy twin gives the kernel's raw scores exactly there too, every value that is not
+    NaN goes right as in sklearn, and the contributions still add up to the raw score."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from sproxxo import jit
+    from sproxxo.ml import explain
+    from sproxxo.ml.compiled_trees import _flatten
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 3))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[rng.random(x.shape) < 0.05] = np.inf
+    x[rng.random(x.shape) < 0.05] = -np.inf
+    y = (np.nan_to_num(x[:, 0], posinf=3, neginf=-3) - np.isinf(x[:, 2]) > 0.3).astype(int)
+    hgb = HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=15, random_state=0)
+    with np.errstate(invalid="ignore"):  # binning: percentiles between two infinities
+        model = _flatten(hgb.fit(x, y), ((1.0, 0.0),))
+    assert np.isnan(model.threshold).any()
+    rows = x[:500]
+    kernel = model.raw(rows)
+    finite = ~np.isnan(rows).any(axis=1)  # no NaN reaches a NaN threshold: sklearn's answer
+    assert np.array_equal(kernel[finite], hgb._raw_predict(rows[finite]).ravel())
+    additivity = explain.base_value(model) + explain.shap_values(model, rows).sum(axis=1)
+    np.testing.assert_allclose(additivity, kernel, rtol=0, atol=1e-9)
+    monkeypatch.setattr(jit, "pending", lambda name: name == "trees")
+    assert np.array_equal(model.raw(rows), kernel)
