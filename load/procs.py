@@ -291,14 +291,45 @@ def _short(cmd: str) -> str:
 
 def cpu_seconds(root: int) -> float:
     """User + system CPU seconds used so far by `root` and its descendants."""
-    ticks = 0
+    return sum(cpu_by_process(root).values())
+
+
+def cpu_by_process(root: int) -> dict[int, float]:
+    """User + system CPU seconds used so far by `root` and by each of its descendants."""
+    used = {}
     for pid in process_tree(root):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def worker_pids(root: int) -> list[int]:
+    """The BentoML worker processes under `root` (`bentoml serve`)."""
+    out = []
+    for pid in process_tree(root):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"_bentoml_impl.worker.service" in cmd:
+            out.append(pid)
+    return out
+
+
+def busiest_share(before: dict[int, float], after: dict[int, float]) -> float | None:
+    """Of the CPU the processes in `after` used since `before` (two `cpu_by_process`
+    readings), the busiest one's share in percent; None with fewer than two processes or
+    no CPU used. Workers that share one listening socket can all take their connections
+    from one worker's accept loop (a client with a few keep-alive connections then loads
+    one worker only): this says when it happened."""
+    used = [after[pid] - before.get(pid, 0.0) for pid in after]
+    busy = [u for u in used if u > 0]
+    if len(used) < 2 or not busy:
+        return None
+    return 100.0 * max(busy) / sum(busy)
 
 
 def cpu_ticks(stat: str | None = None) -> tuple[int, int]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from load.procs import cpu_ticks, redis_answers, redis_server, steal_percent
+from load.procs import (
+    busiest_share,
+    cpu_by_process,
+    cpu_ticks,
+    redis_answers,
+    redis_server,
+    steal_percent,
+)
 
 
 def test_a_server_whose_port_was_taken_starts_on_another(tmp_path: Path) -> None:
@@ -78,3 +85,36 @@ def test_steal_is_read_from_the_cpu_line_and_shared_over_all_ticks() -> None:
     assert cpu_ticks(after) == (60, 1140)
     assert steal_percent(cpu_ticks(before), cpu_ticks(after)) == 100.0 * 20 / 140
     assert steal_percent((5, 10), (5, 10)) == 0.0
+
+
+def test_busiest_share_is_the_top_process_share_of_the_cpu_used_between_readings() -> None:
+    """CPU used between two readings, per process: the busiest one's share; a worker that
+    did nothing leaves the other at 100%; one process, or no CPU used, gives None."""
+    assert busiest_share({1: 1.0, 2: 1.0}, {1: 3.0, 2: 1.5}) == 80.0
+    assert busiest_share({1: 1.0, 2: 4.0}, {1: 2.0, 2: 4.0}) == 100.0
+    assert busiest_share({}, {1: 0.5, 2: 1.5, 3: 2.0}) == 50.0
+    assert busiest_share({1: 1.0}, {1: 2.0}) is None
+    assert busiest_share({1: 1.0, 2: 1.0}, {1: 1.0, 2: 1.0}) is None
+
+
+def test_cpu_by_process_reads_the_tree_of_a_real_process() -> None:
+    """A child that burns CPU shows under its parent with CPU used; the parent too."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nx = sum(range(3_000_000))\nsys.stdin.read()"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        used: dict[int, float] = {}
+        deadline = time.monotonic() + 60  # the child's ~3M additions take well under that
+        while used.get(child.pid, 0.0) == 0.0 and time.monotonic() < deadline:
+            used = cpu_by_process(os.getpid())
+            time.sleep(0.01)
+        assert used[os.getpid()] > 0
+        assert used[child.pid] > 0
+    finally:
+        child.communicate(b"")
