@@ -35,7 +35,7 @@ from sproxxo.ml.bundle import MODEL_NAME
 from sproxxo.schemas import Assessment, BatchRequest, BatchResponse, Prediction, Transaction
 from sproxxo.serving import events, openapi, recording
 from sproxxo.serving.activation import ActivationResult
-from sproxxo.serving.asgi import LazyApp
+from sproxxo.serving.asgi import ConnectionRecycler, LazyApp
 from sproxxo.serving.guard import JSON_ROUTES, RequestGuard
 from sproxxo.serving.logfilter import ClientErrorLogFilter
 from sproxxo.serving.runtime import Runtime, service_config, start_runtime
@@ -315,3 +315,4 @@ SERVICE.add_asgi_middleware(
     on_refusal=lambda rule: prometheus.INVALID_REQUESTS.labels(rule).inc(),
     recorder=lambda synthetic: _runtime.new_recording(synthetic) if _runtime else None,
 )
+SERVICE.add_asgi_middleware(ConnectionRecycler, max_age_seconds=SETTINGS.connection_recycle_seconds)

@@ -56,28 +56,34 @@ class Client:
             try:
                 reader, writer = await self._connection()
                 writer.write(request)
-                status = await _read_response(reader)
+                status, close = await _read_response(reader)
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 self.errors += 1
                 return
-            self.idle.append(((reader, writer), time.perf_counter()))
+            if close:  # the server ends the connection after this answer
+                writer.close()
+            else:
+                self.idle.append(((reader, writer), time.perf_counter()))
         self.latencies_us.append((time.perf_counter() - scheduled) * 1e6)
         self.statuses[status] = self.statuses.get(status, 0) + 1
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """(status, whether the server closes the connection after it)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
-    length = 0
+    length, close = 0, False
     for line in lines[1:]:
         name, _, value = line.partition(":")
         if name.strip().lower() == "content-length":
             length = int(value)
+        elif name.strip().lower() == "connection":
+            close = "close" in value.lower()
         elif name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
             raise ValueError("chunked responses are not supported")
     await reader.readexactly(length)
-    return status
+    return status, close
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -83,8 +83,9 @@ class Settings(BaseSettings):
         default=0.05,
         gt=0,
         le=1,
-        description="Budget of one card-history store call; past it the transaction is "
-        "scored without history (never failed)",
+        description="Budget of one card-history store call (SQLite: one per 100 of its "
+        "transactions, so a batch can wait for another worker's); past it the transactions "
+        "are scored without history (never failed)",
     )
     shadow_model_tag: str = Field(
         default="",
@@ -99,6 +100,13 @@ class Settings(BaseSettings):
         "logged without a shadow score (counted), never delaying an answer",
     )
     workers: int = Field(default=1, ge=1, le=8, description="BentoML worker processes")
+    connection_max_age_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="With several workers, a keep-alive connection older than this is "
+        "closed after its answer (Connection: close) so that connections re-spread over "
+        "the workers, which share one listening socket; 0: never",
+    )
     access_log: bool = Field(
         default=True,
         description="BentoML's per-request access log (Cloud Run logs every request itself)",
@@ -141,6 +149,11 @@ class Settings(BaseSettings):
         description="Fault injection for tests (dev only): wait this long between "
         "scoring and answering, so that a request is slow by construction on any machine",
     )
+
+    @property
+    def connection_recycle_seconds(self) -> float:
+        """`connection_max_age_seconds` with several workers; 0 (off) with one."""
+        return self.connection_max_age_seconds if self.workers > 1 else 0.0
 
     @model_validator(mode="after")
     def _strict_outside_dev(self) -> Settings:

@@ -1,18 +1,25 @@
-"""An ASGI app built on first use: the service mounts its model-management app through it,
-so the web framework that app needs is imported neither by `bentoml serve`'s own process
-nor before a worker is ready."""
+"""ASGI pieces of the service's HTTP shell.
+
+* `LazyApp`: an app built on first use: the service mounts its model-management app
+  through it, so the web framework that app needs is imported neither by `bentoml serve`'s
+  own process nor before a worker is ready.
+* `ConnectionRecycler`: closes keep-alive connections past an age, so that they re-spread
+  over the workers.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # the app answers 405
 
@@ -48,3 +55,73 @@ class LazyApp(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = self._app if self._app is not None else await asyncio.to_thread(self.build)
         await app(scope, receive, send)
+
+
+_CLOSE = (b"connection", b"close")
+
+
+def _half_to_one() -> float:
+    return random.uniform(0.5, 1.0)  # noqa: S311 - spreads closes in time, no secret
+
+
+class ConnectionRecycler:
+    """Answers `Connection: close` on a keep-alive connection past its age, so that its
+    client opens a new one. A connection's age is drawn between half and all of
+    `max_age_seconds` when this worker sees its first request: a client's connections,
+    opened together, then close apart and are not all reopened in one burst.
+
+    BentoML's workers share one listening socket, and a worker's accept loop takes every
+    connection pending when it wakes (BentoML issue #5426): a client that opens a few
+    connections at once, as a gateway's pool or the bench's batch run does, can give
+    them all to one worker while the other idles (measured: two workers, two connections,
+    one worker took 100% of the CPU, README). A connection closed after its answer is
+    reopened by the client and accepted by whichever worker is waiting, usually an idle
+    one, so over a few ages the connections spread. 0 turns it off (one worker: nothing
+    to spread). A connection is known by its peer's address and port (`scope["client"]`);
+    entries of connections gone are dropped once `max_tracked` is reached."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_age_seconds: float,
+        max_tracked: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+        spread: Callable[[], float] = _half_to_one,
+    ) -> None:
+        self.app = app
+        self.max_age = max_age_seconds
+        self.max_tracked = max_tracked
+        self.clock = clock
+        self.spread = spread
+        self.deadlines: dict[tuple[str, int], float] = {}  # peer -> when to close it
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        peer = scope.get("client")
+        if scope["type"] != "http" or self.max_age <= 0 or not peer:
+            await self.app(scope, receive, send)
+            return
+        key = (str(peer[0]), int(peer[1]))
+        deadline = self.deadlines.get(key)
+        if deadline is None:
+            now = self.clock()
+            if len(self.deadlines) >= self.max_tracked:
+                self._forget_past(now - self.max_age)
+            deadline = self.deadlines[key] = now + self.max_age * self.spread()
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.clock() >= deadline:
+                self.deadlines.pop(key, None)
+                message = {**message, "headers": [*message.get("headers", []), _CLOSE]}
+            await send(message)
+
+        await self.app(scope, receive, closing)
+
+    def _forget_past(self, horizon: float) -> None:
+        """Drop the entries due before `horizon` (a live one is seen again as new and
+        closed one age later than it would have been); if none is, the earlier half."""
+        self.deadlines = {k: t for k, t in self.deadlines.items() if t >= horizon}
+        if len(self.deadlines) >= self.max_tracked:
+            late = sorted(self.deadlines.items(), key=lambda kv: kv[1])
+            self.deadlines = dict(late[len(late) // 2 :])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from sproxxo.adapters.logfiles import read_log
@@ -226,3 +228,59 @@ def test_server_runs_the_tracing_middleware_only_when_asked(server: Server, tmp_
     assert traced.status_code == 200, traced.text
     assert re.fullmatch(r"[0-9a-f]{16}", traced.headers["x-bentoml-request-id"])
     assert traced.json()["decision"] == untraced.json()["decision"]
+
+
+def _answers_on_one_socket(port: int, body: bytes, *, requests: int) -> list[bytes]:
+    """The head of each answer to `requests` POSTs /predict sent one after the other on
+    one keep-alive socket; stops early when the server closes the socket."""
+    heads = []
+    request = (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        pending = b""
+        for _ in range(requests):
+            sock.sendall(request)
+            while b"\r\n\r\n" not in pending:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return heads
+                pending += chunk
+            head, _, pending = pending.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+            while len(pending) < length:
+                pending += sock.recv(65536)
+            pending = pending[length:]
+            heads.append(head.lower())
+            if b"connection: close" in heads[-1]:
+                assert sock.recv(1) == b""  # the server closed its end after the answer
+                return heads
+    return heads
+
+
+def test_server_recycles_connections_past_their_age_only_with_several_workers(
+    server: Server, tmp_path: Path
+) -> None:
+    """One worker keeps a keep-alive connection open; two workers whose connection age is
+    a microsecond answer `Connection: close` and close the socket after the answer."""
+    body = orjson.dumps(make_transaction(card_id="card_conn01ab", transaction_id="tx-conn-1"))
+    kept = _answers_on_one_socket(server.port, body, requests=3)
+    assert [h.split(b" ", 2)[1] for h in kept] == [b"200"] * 3
+    assert not any(b"connection: close" in h for h in kept)
+    two = Server.bentoml(
+        env={
+            "SPROXXO_STATE_DIR": str(tmp_path),
+            "SPROXXO_WORKERS": "2",
+            "SPROXXO_CONNECTION_MAX_AGE_SECONDS": "0.000001",
+        },
+        log_path=tmp_path / "server.log",
+    )
+    two.start()
+    try:
+        closed = _answers_on_one_socket(two.port, body, requests=3)
+    finally:
+        two.stop()
+    assert len(closed) == 1
+    assert closed[0].startswith(b"http/1.1 200")
+    assert b"connection: close" in closed[0]

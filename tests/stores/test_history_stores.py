@@ -9,6 +9,7 @@ import multiprocessing
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import redis
 from sproxxo.adapters import history as history_adapter
 from sproxxo.adapters.history import Reopening, history_for
 from sproxxo.adapters.history_redis import EVENTS_TTL_SECONDS, RedisHistory
-from sproxxo.adapters.history_sqlite import SqliteHistory
+from sproxxo.adapters.history_sqlite import BULK_EVENTS, SqliteHistory
 from sproxxo.history import (
     DAY_MS,
     HISTORY_FEATURES,
@@ -138,7 +139,8 @@ def test_two_processes_on_one_card_lose_no_update(backend: tuple[str, Path | str
 
 def test_sqlite_batch_is_one_transaction(tmp_path: Path) -> None:
     """A batch of 200 cards runs the statements a batch of one does, in one transaction:
-    BEGIN IMMEDIATE, one read of the cards, one of the profiles, the writes, COMMIT."""
+    BEGIN IMMEDIATE, one read of the cards, one of the profiles, the writes, COMMIT (before
+    it, once, the lock wait of two budgets)."""
     s = SqliteHistory(tmp_path / "h.sqlite")
     statements: list[str] = []
     s._conn.set_trace_callback(statements.append)
@@ -148,9 +150,12 @@ def test_sqlite_batch_is_one_transaction(tmp_path: Path) -> None:
         s.observe(
             [f"{tag}{i}" for i in range(cards)], [ev(HISTORY_T0, f"{tag}{i}") for i in range(cards)]
         )
-        return [st.split()[0] for st in statements if not st.startswith("INSERT")]
+        return [st.split()[0] for st in statements if not st.startswith(("INSERT", "PRAGMA"))]
 
     single, batch = reads_and_brackets(1, "a"), reads_and_brackets(200, "b")
+    assert statements[0] == "PRAGMA busy_timeout = 100"
+    assert reads_and_brackets(200, "c") == batch
+    assert not any(st.startswith("PRAGMA") for st in statements)
     s.close()
     assert single == batch
     assert batch[0] == "BEGIN"
@@ -256,6 +261,29 @@ def test_sqlite_lock_held_past_the_budget_fails_the_call(tmp_path: Path) -> None
     holder.execute("ROLLBACK")
     assert s.observe(["c"], [ev(HISTORY_T0, "a")])[0].features[IDX["card_tx_1h"]] == 0.0
     s.close()
+
+
+def test_sqlite_a_batch_waits_for_the_lock_one_budget_per_bulk_of_events(tmp_path: Path) -> None:
+    """Another writer holds the lock: a single event gives up at its budget, while a
+    batch of 1,000 started before it (ten budgets) is still waiting and succeeds once the
+    lock is released."""
+    path = tmp_path / "h.sqlite"
+    batch_store = SqliteHistory(path, timeout_seconds=0.2)
+    single_store = SqliteHistory(path, timeout_seconds=0.2)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    n = 10 * BULK_EVENTS
+    events = [ev(HISTORY_T0 + i * 1000, f"b{i}") for i in range(n)]
+    with ThreadPoolExecutor(1) as pool:
+        batch = pool.submit(batch_store.observe, [f"card{i % 50}" for i in range(n)], events)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            single_store.observe(["c"], [ev(HISTORY_T0, "a")])
+        holder.execute("ROLLBACK")
+        views = batch.result()
+    assert len(views) == n
+    assert views[-1].features[IDX["card_tx_24h"]] == float(n // 50 - 1)
+    single_store.close()
+    batch_store.close()
 
 
 def test_redis_unreachable_fails_the_call() -> None:
