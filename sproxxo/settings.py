@@ -83,9 +83,9 @@ class Settings(BaseSettings):
         default=0.05,
         gt=0,
         le=1,
-        description="Budget of one card-history store call (SQLite: one per 100 of its "
-        "transactions, so a batch can wait for another worker's); past it the transactions "
-        "are scored without history (never failed)",
+        description="Budget of a card-history store call, one per 100 of its transactions "
+        "(a batch waits for another worker's SQLite lock, or for Redis to run its script); "
+        "past it the transactions are scored without history (never failed)",
     )
     shadow_model_tag: str = Field(
         default="",

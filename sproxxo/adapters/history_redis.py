@@ -6,7 +6,8 @@ member = the event's canonical text, `sproxxo.history.Event.encode`),
 `sproxxo:h:{<card>}:a`, a hash of its aggregates (`n`, `c`, `k<i>`, `l`; all strings), and
 `sproxxo:h:{<card>}:p`, its profile (JSON, `sproxxo.history.Profile`).
 
-A batch is ONE round trip: a Lua script that, event by event, returns the card's state as
+A batch is ONE round trip (its reply may take `sproxxo.history.call_budget`: the timeout
+per 100 events): a Lua script that, event by event, returns the card's state as
 it was and then records the event exactly as `sproxxo.history.observe` does (skip a known
 transaction id, fold events older than the retention into the aggregates). Scripts run
 atomically, so instances scoring the same card concurrently lose no update. The features
@@ -32,6 +33,7 @@ from sproxxo.history import (
     CardView,
     Event,
     Profile,
+    call_budget,
     features,
     state_from_parts,
 )
@@ -97,14 +99,26 @@ class RedisHistory:
         aggregates_ttl_days: float = 400.0,
         prefix: str = "sproxxo:h:",
     ) -> None:
-        import redis
 
-        self._client: Any = redis.Redis.from_url(
-            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
-        )
+        self._url, self.timeout_seconds = url, timeout_seconds
+        self._clients: dict[float, Any] = {}  # by read timeout: a call's `call_budget`
+        self._client: Any = self._client_for(1)
         self._script: Any = self._client.register_script(OBSERVE)
         self._aggregates_ttl = str(int(aggregates_ttl_days * 86_400))
         self.prefix = prefix
+
+    def _client_for(self, events: int) -> Any:
+        """A client whose replies may take `call_budget` of a call of `events` events
+        (one per budget, made on first use; connecting keeps the single budget)."""
+        import redis
+
+        budget = call_budget(self.timeout_seconds, events)
+        client = self._clients.get(budget)
+        if client is None:
+            client = self._clients[budget] = redis.Redis.from_url(
+                self._url, socket_timeout=budget, socket_connect_timeout=self.timeout_seconds
+            )
+        return client
 
     def keys(self, card: str) -> tuple[str, str, str]:
         """The card's events, aggregates and profile keys."""
@@ -119,7 +133,7 @@ class RedisHistory:
         for card, event in zip(cards, events, strict=True):
             keys.extend(self.keys(card))
             args.extend((event.t_ms, event.encode(), event.key))
-        states = self._script(keys=keys, args=args)
+        states = self._script(keys=keys, args=args, client=self._client_for(len(events)))
         return [
             CardView(features(_state(members, flat), event), Profile.decode(p) if p else None)
             for (members, flat, p), event in zip(states, events, strict=True)
@@ -133,8 +147,9 @@ class RedisHistory:
         pipe.execute()
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self._client.close()
+        """Close the connection pools."""
+        for client in self._clients.values():
+            client.close()
 
 
 def _state(members: list[bytes], flat: list[bytes]) -> CardState:

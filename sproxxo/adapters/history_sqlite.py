@@ -6,7 +6,7 @@ the writer (`synchronous`: what a commit waits for, see `SYNCHRONOUS`). `observe
 `BEGIN IMMEDIATE` transaction per batch: it takes the write lock, reads every card of the
 batch, runs the whole batch through the compiled state transition, writes the cards back and
 commits, so two workers scoring the same card serialise and lose no update. A call waits
-for the lock at most `timeout_seconds` per `BULK_EVENTS` of its events (at least once),
+for the lock at most `sproxxo.history.call_budget` (`timeout_seconds` per 100 events),
 then raises `sqlite3.OperationalError` (the caller scores without history): a single
 request keeps a short budget, and a 1,000-transaction batch may wait for another worker's
 batch, whose transaction the scheduler and the other thread's hold on the GIL can stretch
@@ -28,7 +28,7 @@ from typing import Final
 
 import orjson
 
-from sproxxo.history import CardView, Event, Profile, state_from_parts
+from sproxxo.history import CardView, Event, Profile, call_budget, state_from_parts
 from sproxxo.history_packed import (
     EMPTY_AGGREGATES,
     events_of,
@@ -52,8 +52,6 @@ CREATE TABLE IF NOT EXISTS profiles (
 
 
 INIT_SECONDS: Final = 10.0
-#: Events per `timeout_seconds` of wait for the write lock (`SqliteHistory.observe`).
-BULK_EVENTS: Final = 100
 Packed = tuple[bytes, bytes]
 #: `normal`: WAL checkpoints fsync (consistent after a power cut, the last commits lost);
 #: every ~1,000 pages written the commit that triggers one waits for it: 12-30 ms on this
@@ -108,7 +106,7 @@ class SqliteHistory:
         distinct = list(dict.fromkeys(cards))
         index = {card: i for i, card in enumerate(distinct)}
         batch = events_of(events)
-        wait_ms = round(self.timeout_seconds * 1000 * max(1.0, len(events) / BULK_EVENTS))
+        wait_ms = round(1000 * call_budget(self.timeout_seconds, len(events)))
         with self._lock:
             if wait_ms != self._wait_ms:
                 self._conn.execute(f"PRAGMA busy_timeout = {wait_ms:d}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,14 +22,16 @@ import redis
 from sproxxo.adapters import history as history_adapter
 from sproxxo.adapters.history import Reopening, history_for
 from sproxxo.adapters.history_redis import EVENTS_TTL_SECONDS, RedisHistory
-from sproxxo.adapters.history_sqlite import BULK_EVENTS, SqliteHistory
+from sproxxo.adapters.history_sqlite import SqliteHistory
 from sproxxo.history import (
+    BULK_EVENTS,
     DAY_MS,
     HISTORY_FEATURES,
     CardState,
     Event,
     HistoryStore,
     Profile,
+    call_budget,
     observe,
     state_to_parts,
 )
@@ -169,7 +172,8 @@ def test_redis_batch_is_one_round_trip(redis_url: str) -> None:
     s = RedisHistory(redis_url, prefix="rt:")
     raw, marker = redis.Redis.from_url(redis_url), redis.Redis.from_url(redis_url)
     marker.ping()  # connected before the watch starts
-    s.observe(["warm"], [ev(HISTORY_T0, "w")])  # the script is loaded, the pool connected
+    warm = [f"w{i}" for i in range(200)]  # the script loaded, the batch's client connected
+    s.observe(warm, [ev(HISTORY_T0, key) for key in warm])
     from_clients = []
     with raw.monitor() as monitor:
         s.observe([f"c{i}" for i in range(200)], [ev(HISTORY_T0, f"z{i}") for i in range(200)])
@@ -265,8 +269,8 @@ def test_sqlite_lock_held_past_the_budget_fails_the_call(tmp_path: Path) -> None
 
 def test_sqlite_a_batch_waits_for_the_lock_one_budget_per_bulk_of_events(tmp_path: Path) -> None:
     """Another writer holds the lock: a single event gives up at its budget, while a
-    batch of 1,000 started before it (ten budgets) is still waiting and succeeds once the
-    lock is released."""
+    batch of 1,000 waiting since before it (ten budgets) is still waiting and succeeds once
+    the lock is released."""
     path = tmp_path / "h.sqlite"
     batch_store = SqliteHistory(path, timeout_seconds=0.2)
     single_store = SqliteHistory(path, timeout_seconds=0.2)
@@ -274,8 +278,11 @@ def test_sqlite_a_batch_waits_for_the_lock_one_budget_per_bulk_of_events(tmp_pat
     holder.execute("BEGIN IMMEDIATE")
     n = 10 * BULK_EVENTS
     events = [ev(HISTORY_T0 + i * 1000, f"b{i}") for i in range(n)]
+    waiting = threading.Event()  # SQLite traces a statement as it starts, before any wait
+    batch_store._conn.set_trace_callback(lambda st: st == "BEGIN IMMEDIATE" and waiting.set())
     with ThreadPoolExecutor(1) as pool:
         batch = pool.submit(batch_store.observe, [f"card{i % 50}" for i in range(n)], events)
+        assert waiting.wait(60)
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             single_store.observe(["c"], [ev(HISTORY_T0, "a")])
         holder.execute("ROLLBACK")
@@ -284,6 +291,34 @@ def test_sqlite_a_batch_waits_for_the_lock_one_budget_per_bulk_of_events(tmp_pat
     assert views[-1].features[IDX["card_tx_24h"]] == float(n // 50 - 1)
     single_store.close()
     batch_store.close()
+
+
+def test_call_budget_is_one_timeout_per_started_bulk_of_events() -> None:
+    """1 to 100 events: one budget; 101: two; 1,000: ten."""
+    assert [call_budget(0.05, n) for n in (1, 100)] == [0.05, 0.05]
+    assert call_budget(0.05, BULK_EVENTS + 1) == 0.1
+    assert call_budget(0.05, 10 * BULK_EVENTS) == pytest.approx(0.5)
+
+
+def test_redis_a_batch_waits_for_its_reply_one_budget_per_bulk_of_events(redis_url: str) -> None:
+    """The server pauses every client for 0.3 s (CLIENT PAUSE, slow by construction): a
+    single event's call gives up at its 0.1 s budget; a batch of 1,000 (ten budgets) gets
+    its reply after the pause."""
+    s = RedisHistory(redis_url, timeout_seconds=0.1, prefix=f"p{uuid.uuid4().hex[:8]}:")
+    admin = redis.Redis.from_url(redis_url)
+    n = 10 * BULK_EVENTS
+    events = [ev(HISTORY_T0 + i * 1000, f"p{i}") for i in range(n)]
+    try:
+        admin.execute_command("CLIENT", "PAUSE", "300", "ALL")
+        with pytest.raises(redis.exceptions.TimeoutError):
+            s.observe(["c"], [ev(HISTORY_T0, "single")])
+        admin.execute_command("CLIENT", "PAUSE", "300", "ALL")
+        views = s.observe([f"card{i % 50}" for i in range(n)], events)
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+        s.close()
+    assert len(views) == n
+    assert views[-1].features[IDX["card_tx_24h"]] == float(n // 50 - 1)
 
 
 def test_redis_unreachable_fails_the_call() -> None:
