@@ -24,6 +24,7 @@ primary); a Redis Cluster would need one script call per slot.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -102,6 +103,7 @@ class RedisHistory:
 
         self._url, self.timeout_seconds = url, timeout_seconds
         self._clients: dict[float, Any] = {}  # by read timeout: a call's `call_budget`
+        self._clients_lock = threading.Lock()
         self._client: Any = self._client_for(1)
         self._script: Any = self._client.register_script(OBSERVE)
         self._aggregates_ttl = str(int(aggregates_ttl_days * 86_400))
@@ -113,11 +115,12 @@ class RedisHistory:
         import redis
 
         budget = call_budget(self.timeout_seconds, events)
-        client = self._clients.get(budget)
-        if client is None:
-            client = self._clients[budget] = redis.Redis.from_url(
-                self._url, socket_timeout=budget, socket_connect_timeout=self.timeout_seconds
-            )
+        with self._clients_lock:  # calls come from several threads
+            client = self._clients.get(budget)
+            if client is None:
+                client = self._clients[budget] = redis.Redis.from_url(
+                    self._url, socket_timeout=budget, socket_connect_timeout=self.timeout_seconds
+                )
         return client
 
     def keys(self, card: str) -> tuple[str, str, str]:

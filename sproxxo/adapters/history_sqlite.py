@@ -6,12 +6,13 @@ the writer (`synchronous`: what a commit waits for, see `SYNCHRONOUS`). `observe
 `BEGIN IMMEDIATE` transaction per batch: it takes the write lock, reads every card of the
 batch, runs the whole batch through the compiled state transition, writes the cards back and
 commits, so two workers scoring the same card serialise and lose no update. A call waits
-for the lock at most `sproxxo.history.call_budget` (`timeout_seconds` per 100 events),
-then raises `sqlite3.OperationalError` (the caller scores without history): a single
-request keeps a short budget, and a 1,000-transaction batch may wait for another worker's
-batch, whose transaction the scheduler and the other thread's hold on the GIL can stretch
-past a single budget (two workers under 1,000-transaction batches lost the history of 1.8%
-of their transactions with one budget for every call, none with this; README).
+for its worker's other call, then for the write lock, each at most
+`sproxxo.history.call_budget` (`timeout_seconds` per 100 events), then raises
+`sqlite3.OperationalError` (the caller scores without history): a single request keeps a
+short budget, and a 1,000-transaction batch may wait for another worker's batch, whose
+transaction the scheduler and the other thread's hold on the GIL can stretch past a single
+budget (two workers under 1,000-transaction batches lost the history of 1.8% of their
+transactions with one budget for every call, none with this; README).
 
 Rows written before the packed format (events as text lines, aggregates as JSON) are read
 through `sproxxo.history.state_from_parts` and written back packed.
@@ -106,8 +107,13 @@ class SqliteHistory:
         distinct = list(dict.fromkeys(cards))
         index = {card: i for i, card in enumerate(distinct)}
         batch = events_of(events)
-        wait_ms = round(1000 * call_budget(self.timeout_seconds, len(events)))
-        with self._lock:
+        budget = call_budget(self.timeout_seconds, len(events))
+        # This worker's other call first (a batch may hold the connection for its own,
+        # longer wait), then the file's write lock: each at most the call's budget.
+        if not self._lock.acquire(timeout=budget):
+            raise sqlite3.OperationalError("database is locked (by this worker's other call)")
+        try:
+            wait_ms = round(1000 * budget)
             if wait_ms != self._wait_ms:
                 self._conn.execute(f"PRAGMA busy_timeout = {wait_ms:d}")
                 self._wait_ms = wait_ms
@@ -122,6 +128,8 @@ class SqliteHistory:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+        finally:
+            self._lock.release()
         return [
             CardView(tuple(row), profiles.get(card))
             for row, card in zip(found.tolist(), cards, strict=True)

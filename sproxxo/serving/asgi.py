@@ -77,8 +77,14 @@ class ConnectionRecycler:
     one worker took 100% of the CPU, README). A connection closed after its answer is
     reopened by the client and accepted by whichever worker is waiting, usually an idle
     one, so over a few ages the connections spread. 0 turns it off (one worker: nothing
-    to spread). A connection is known by its peer's address and port (`scope["client"]`);
-    entries of connections gone are dropped once `max_tracked` is reached."""
+    to spread). A connection is known by its peer's address and port (`scope["client"]`,
+    set once per connection by uvicorn); an address rewritten from a trusted proxy's
+    `X-Forwarded-For` has no port and names the caller, not the connection: such requests
+    pass through. An entry whose deadline passed over an age ago (its connection gone, the
+    address and port reused) counts as new; entries of connections gone are dropped once
+    `max_tracked` is reached. A caller that pipelines requests (sends the next before the
+    answer) can lose the ones after a `Connection: close` answer, as with any HTTP/1.1
+    server that closes (RFC 9112, 9.3.2): the gateway must not pipeline."""
 
     def __init__(
         self,
@@ -99,13 +105,12 @@ class ConnectionRecycler:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
         peer = scope.get("client")
-        if scope["type"] != "http" or self.max_age <= 0 or not peer:
+        if scope["type"] != "http" or self.max_age <= 0 or not peer or not peer[1]:
             await self.app(scope, receive, send)
             return
         key = (str(peer[0]), int(peer[1]))
-        deadline = self.deadlines.get(key)
-        if deadline is None:
-            now = self.clock()
+        deadline, now = self.deadlines.get(key), self.clock()
+        if deadline is None or now > deadline + self.max_age:
             if len(self.deadlines) >= self.max_tracked:
                 self._forget_past(now - self.max_age)
             deadline = self.deadlines[key] = now + self.max_age * self.spread()

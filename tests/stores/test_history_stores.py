@@ -293,6 +293,22 @@ def test_sqlite_a_batch_waits_for_the_lock_one_budget_per_bulk_of_events(tmp_pat
     batch_store.close()
 
 
+def test_sqlite_a_call_waits_for_its_workers_other_call_at_most_its_budget(
+    tmp_path: Path,
+) -> None:
+    """Another thread of the worker holds the store (as a batch waiting for the file's lock
+    does): a single event's call gives up at its budget instead of queueing behind it."""
+    s = SqliteHistory(tmp_path / "h.sqlite", timeout_seconds=0.05)
+    s._lock.acquire()
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="this worker's other call"):
+            s.observe(["c"], [ev(HISTORY_T0, "a")])
+    finally:
+        s._lock.release()
+    assert s.observe(["c"], [ev(HISTORY_T0, "a")])[0].features[IDX["card_tx_1h"]] == 0.0
+    s.close()
+
+
 def test_call_budget_is_one_timeout_per_started_bulk_of_events() -> None:
     """1 to 100 events: one budget; 101: two; 1,000: ten."""
     assert [call_budget(0.05, n) for n in (1, 100)] == [0.05, 0.05]
@@ -302,9 +318,9 @@ def test_call_budget_is_one_timeout_per_started_bulk_of_events() -> None:
 
 def test_redis_a_batch_waits_for_its_reply_one_budget_per_bulk_of_events(redis_url: str) -> None:
     """The server pauses every client for 0.3 s (CLIENT PAUSE, slow by construction): a
-    single event's call gives up at its 0.1 s budget; a batch of 1,000 (ten budgets) gets
+    single event's call gives up at its 0.15 s budget; a batch of 1,000 (ten budgets) gets
     its reply after the pause."""
-    s = RedisHistory(redis_url, timeout_seconds=0.1, prefix=f"p{uuid.uuid4().hex[:8]}:")
+    s = RedisHistory(redis_url, timeout_seconds=0.15, prefix=f"p{uuid.uuid4().hex[:8]}:")
     admin = redis.Redis.from_url(redis_url)
     n = 10 * BULK_EVENTS
     events = [ev(HISTORY_T0 + i * 1000, f"p{i}") for i in range(n)]

@@ -78,6 +78,16 @@ def test_each_peer_has_its_own_age() -> None:
     assert _closes(_call(app, _http(2)))
 
 
+def test_an_entry_due_over_an_age_ago_is_a_new_connection() -> None:
+    """A peer's address and port reused long after its connection went: counted anew."""
+    clock = Clock()
+    app = ConnectionRecycler(_ok, max_age_seconds=5.0, clock=clock, spread=lambda: 1.0)
+    _call(app, _http())
+    clock.now += 10.5  # due at 105, over an age ago at 110.5
+    assert not _closes(_call(app, _http()))
+    assert app.deadlines == {("127.0.0.1", 5000): clock.now + 5.0}
+
+
 def test_ages_are_drawn_per_connection_so_that_connections_opened_together_close_apart() -> None:
     """Each connection's age is its own draw times the maximum, drawn at its first request."""
     clock = Clock()
@@ -95,7 +105,7 @@ def test_ages_are_drawn_per_connection_so_that_connections_opened_together_close
 def test_default_ages_fall_between_half_and_all_of_the_maximum() -> None:
     """Without a `spread`, the drawn ages lie in [max / 2, max]."""
     app = ConnectionRecycler(_ok, max_age_seconds=8.0, clock=Clock())
-    for port in range(200):
+    for port in range(1, 201):
         _call(app, _http(port))
     ages = [deadline - 100.0 for deadline in app.deadlines.values()]
     assert len(ages) == 200
@@ -103,7 +113,7 @@ def test_default_ages_fall_between_half_and_all_of_the_maximum() -> None:
 
 
 def test_off_without_an_age_a_peer_or_http() -> None:
-    """Age 0, a scope without a peer (unix socket) and non-HTTP scopes pass through."""
+    """Age 0, no peer (unix socket), a proxy's rewritten peer and non-HTTP scopes pass."""
     clock = Clock()
     off = ConnectionRecycler(_ok, max_age_seconds=0.0, clock=clock)
     _call(off, _http())
@@ -112,6 +122,7 @@ def test_off_without_an_age_a_peer_or_http() -> None:
     assert off.deadlines == {}
     on = ConnectionRecycler(_ok, max_age_seconds=5.0, clock=clock, spread=lambda: 1.0)
     assert not _closes(_call(on, {**_http(), "client": None}))
+    assert not _closes(_call(on, {**_http(), "client": ("203.0.113.7", 0)}))  # X-Forwarded-For
     assert on.deadlines == {}
     seen: list[str] = []
 
