@@ -521,12 +521,13 @@ def _with_cpu(root: int, run: Callable[[], dict[str, Any]], requests_key: str) -
     """`run()`'s result plus the server's CPU milliseconds per request it served, and with
     several workers the busiest worker's share of the workers' CPU (`busiest_pct`)."""
     workers = procs.worker_pids(root)
-    before, workers_before = procs.cpu_seconds(root), procs.cpu_by_process(root)
+    before = procs.cpu_by_process(root)
     result = run()
-    result["cpu_ms"] = 1000 * (procs.cpu_seconds(root) - before) / max(int(result[requests_key]), 1)
     after = procs.cpu_by_process(root)
+    used = sum(after.values()) - sum(before.values())
+    result["cpu_ms"] = 1000 * used / max(int(result[requests_key]), 1)
     result["busiest_pct"] = procs.busiest_share(
-        {pid: workers_before.get(pid, 0.0) for pid in workers},
+        {pid: before.get(pid, 0.0) for pid in workers},
         {pid: after[pid] for pid in workers if pid in after},
     )
     return result
