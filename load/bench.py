@@ -378,8 +378,7 @@ def history_rows(work: Path, *, quick: bool) -> list[Row]:
         rows.append(
             Row(
                 "card history",
-                f"SQLite observe back to back, synchronous={r['synchronous']} "
-                f"({r['calls']:,} calls)",
+                f"SQLite observe 1,000 calls/s, {r['mode']} ({r['calls']:,} calls)",
                 p50=_us(r["p50_us"]),
                 p99=_us(r["p99_us"]),
                 note=f"p99.9 {_us(r['p999_us'])}, max {_us(r['max_us'])}, "

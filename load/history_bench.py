@@ -8,8 +8,9 @@ and what a card costs in memory.
   p50/p95/p99 over `--calls` calls on random cards; and a 1,000-transaction batch (one
   round trip) per transaction. SQLite on a temp file (WAL, as the service opens it) and a
   real `redis-server` on loopback (Debian's package), started and stopped here;
-* stalls: SQLite alone, per `SPROXXO_HISTORY_SQLITE_SYNCHRONOUS` setting, 15,000 one-card
-  calls back to back: the tail a WAL checkpoint's fsync puts on the call that triggers it;
+* stalls: SQLite alone, 15,000 one-card calls at 1,000 a second, with SQLite's own WAL
+  checkpoint (in the committing call), with the store's checkpoint thread (the default),
+  and with `synchronous=off`: the tail a checkpoint's fsyncs put on a scoring call;
 * memory: `--cards` cards with `--events-per-card` events each inside the 7-day window,
   written in batches of 1,000: Redis `used_memory` and the SQLite file size (after a
   checkpoint), divided by the number of cards.
@@ -34,6 +35,7 @@ from load import procs
 from sproxxo.adapters.history_redis import RedisHistory
 from sproxxo.adapters.history_sqlite import SqliteHistory
 from sproxxo.history import HOUR_MS, Event, HistoryStore
+from sproxxo.settings import SqliteSynchronous
 
 T0 = 1_750_000_000_000
 TARGET_P50_US = {"SQLite": 100.0, "Redis": 300.0}
@@ -54,11 +56,15 @@ def fill(store: HistoryStore, *, cards: int, per_card: int, seed: int = 0) -> fl
     return time.perf_counter() - t0
 
 
-def call_latency(store: HistoryStore, *, cards: int, calls: int) -> list[float]:
-    """Microseconds of `observe` for one transaction on a random known card."""
+def call_latency(store: HistoryStore, *, cards: int, calls: int, rate: float = 0) -> list[float]:
+    """Microseconds of `observe` for one transaction on a random known card; back to back,
+    or started `rate` a second."""
     rng = random.Random(1)
     out = []
+    start = time.perf_counter()
     for i in range(calls):
+        if rate and (wait := start + i / rate - time.perf_counter()) > 0:
+            time.sleep(wait)
         card = f"card_{rng.randrange(cards):08d}"
         event = _event(rng, T0 + 24 * HOUR_MS + i, f"l{i}")
         t0 = time.perf_counter_ns()
@@ -132,25 +138,38 @@ def latency_table(
     return rows
 
 
+STALL_MODES: tuple[tuple[str, SqliteSynchronous, float], ...] = (
+    ("normal, SQLite's checkpoint", "normal", 0.0),
+    ("normal, checkpoint thread (default)", "normal", 0.2),
+    ("off, checkpoint thread", "off", 0.2),
+)
+
+
 def stall_table(
-    work: Path, *, warm_cards: int = 50_000, calls: int = 15_000
+    work: Path, *, warm_cards: int = 50_000, calls: int = 15_000, rate: float = 1_000.0
 ) -> list[dict[str, Any]]:
-    """SQLite only, once per `synchronous` setting, each on a new file: `calls` one-card
-    `observe` calls back to back on `warm_cards` cards, their p50/p99/p99.9/max (µs) and
-    how many took over 5 ms. Each commit writes a page or two to the WAL; every ~1,000
-    pages the committing call checkpoints, and with `normal` it waits for the fsyncs."""
+    """SQLite only, once per `STALL_MODES` entry, each on a new file: `calls` one-card
+    `observe` calls `rate` a second on `warm_cards` cards, their p50/p99/p99.9/max (µs) and
+    how many took over 5 ms. Each commit writes a page or two to the WAL; without the
+    thread, every ~1,000 pages the committing call checkpoints (with `normal` it waits for
+    the fsyncs)."""
     rows: list[dict[str, Any]] = []
-    for mode in ("normal", "off"):
-        store = SqliteHistory(work / f"stall-{mode}.sqlite", timeout_seconds=1.0, synchronous=mode)
+    for label, mode, every in STALL_MODES:
+        store = SqliteHistory(
+            work / f"stall-{mode}-{every}.sqlite",
+            timeout_seconds=1.0,
+            synchronous=mode,
+            checkpoint_seconds=every,
+        )
         try:
             fill(store, cards=warm_cards, per_card=1)
             call_latency(store, cards=warm_cards, calls=200)  # warm caches and the script
-            samples = sorted(call_latency(store, cards=warm_cards, calls=calls))
+            samples = sorted(call_latency(store, cards=warm_cards, calls=calls, rate=rate))
         finally:
             store.close()
         rows.append(
             {
-                "synchronous": mode,
+                "mode": label,
                 "p50_us": statistics.median(samples),
                 "p99_us": samples[int(0.99 * len(samples))],
                 "p999_us": samples[int(0.999 * len(samples))],
@@ -215,11 +234,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {r['store']} | {r['p50_us']:.0f} | {r['p95_us']:.0f} | {r['p99_us']:.0f} "
                 f"| {r['batch_us_per_tx']:.1f} | ≤ {r['target_p50_us']:.0f} {ok} |"
             )
-        print("\n| SQLite synchronous | p50 µs | p99 µs | p99.9 µs | max µs | calls over 5 ms |")
+        print("\n| SQLite, 1,000 calls/s | p50 µs | p99 µs | p99.9 µs | max µs | calls over 5 ms |")
         print("|---|---:|---:|---:|---:|---:|")
         for r in stall_table(work / "stall"):
             print(
-                f"| {r['synchronous']} | {r['p50_us']:.0f} | {r['p99_us']:.0f} "
+                f"| {r['mode']} | {r['p50_us']:.0f} | {r['p99_us']:.0f} "
                 f"| {r['p999_us']:.0f} | {r['max_us']:.0f} | {r['over_5ms']} of {r['calls']:,} |"
             )
         if not args.skip_memory:

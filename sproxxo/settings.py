@@ -75,9 +75,17 @@ class Settings(BaseSettings):
     )
     history_sqlite_synchronous: SqliteSynchronous = Field(
         default="normal",
-        description="SQLite store only: `normal` fsyncs at WAL checkpoints (a 12-30 ms "
-        "stall every ~1,000 pages written on a slow disk), `off` never does (a power cut "
-        "can corrupt the file: rebuild it)",
+        description="SQLite store only: `normal` fsyncs at WAL checkpoints (12-30 ms on a "
+        "slow disk, on the checkpoint thread), `off` never does (a power cut can corrupt "
+        "the file: rebuild it)",
+    )
+    history_sqlite_checkpoint_seconds: float = Field(
+        default=0.2,
+        ge=0,
+        le=60,
+        description="SQLite store only: a background thread checkpoints the WAL this often, "
+        "so that a scoring call does not wait for a checkpoint's copy and fsyncs; 0 = no "
+        "thread (SQLite's own, in the commit that takes the log past 1,000 pages)",
     )
     history_timeout_seconds: float = Field(
         default=0.05,

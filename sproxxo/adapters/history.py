@@ -45,7 +45,10 @@ def open_store(settings: Settings) -> HistoryStore | None:
 
     path = Path(url.removeprefix("sqlite:///")) if url else settings.state_dir / "history.sqlite"
     return SqliteHistory(
-        path, timeout_seconds=timeout, synchronous=settings.history_sqlite_synchronous
+        path,
+        timeout_seconds=timeout,
+        synchronous=settings.history_sqlite_synchronous,
+        checkpoint_seconds=settings.history_sqlite_checkpoint_seconds,
     )
 
 

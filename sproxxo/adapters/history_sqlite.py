@@ -14,15 +14,26 @@ transaction the scheduler and the other thread's hold on the GIL can stretch pas
 budget (two workers under 1,000-transaction batches lost the history of 1.8% of their
 transactions with one budget for every call, none with this; README).
 
+WAL checkpoints (copying the log back into the file: with `synchronous=normal` the one step
+that fsyncs) run on a background thread every `checkpoint_seconds`: by default SQLite runs
+one in the commit that takes the log past 1,000 pages, and that scoring call waits for the
+copy and its fsyncs (12-30 ms on this VM's disk). The thread repeats passive checkpoints
+(they wait for no reader or writer) until the log stops growing, so that the next commit
+restarts the log from its start and it stays small; a writer that outpaces it (batches back
+to back) meets SQLite's own checkpoint at 1,000 pages, as without the thread.
+`checkpoint_seconds=0`: no thread.
+
 Rows written before the packed format (events as text lines, aggregates as JSON) are read
 through `sproxxo.history.state_from_parts` and written back packed.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -52,13 +63,18 @@ CREATE TABLE IF NOT EXISTS profiles (
 """
 
 
+log = logging.getLogger(__name__)
+
 INIT_SECONDS: Final = 10.0
+#: Passive checkpoints in one go at most: each copies what the scoring calls wrote during
+#: the previous one; at 200 one-card calls a second it takes 3-4 to find nothing new.
+CHECKPOINT_ROUNDS: Final = 20
 Packed = tuple[bytes, bytes]
-#: `normal`: WAL checkpoints fsync (consistent after a power cut, the last commits lost);
-#: every ~1,000 pages written the commit that triggers one waits for it: 12-30 ms on this
-#: VM's disk, on the event loop. `off`: no fsync (a process crash loses nothing; an OS
-#: crash or power cut can corrupt the file: delete it, then `python -m training.history`
-#: profiles and warm).
+#: `normal`: WAL checkpoints fsync (consistent after a power cut, the last commits lost):
+#: 12-30 ms on this VM's disk, on the checkpoint thread (in the commit that takes the log
+#: past 1,000 pages with `checkpoint_seconds=0`). `off`: no fsync (a process crash loses
+#: nothing; an OS crash or power cut can corrupt the file: delete it, then
+#: `python -m training.history` profiles and warm).
 SYNCHRONOUS: Final[dict[SqliteSynchronous, str]] = {"normal": "NORMAL", "off": "OFF"}
 
 
@@ -71,6 +87,7 @@ class SqliteHistory:
         *,
         timeout_seconds: float = 0.05,
         synchronous: SqliteSynchronous = "normal",
+        checkpoint_seconds: float = 0.2,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -82,6 +99,18 @@ class SqliteHistory:
         self._wait_ms = round(timeout_seconds * 1000)  # the connection's busy timeout
         self._lock = threading.Lock()  # one connection, used from the loop and from threads
         self._initialise()
+        self.checkpoints = 0  # background checkpoints run (tests, operators)
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if checkpoint_seconds > 0:
+            self._checkpointer = threading.Thread(
+                target=_checkpoint_every,
+                args=(weakref.ref(self), self._stop, checkpoint_seconds),
+                name="sproxxo-history-checkpoint",
+                daemon=True,
+            )
+            self._checkpointer.start()
+            weakref.finalize(self, self._stop.set)  # a store dropped without close()
 
     def _initialise(self, *, deadline_seconds: float = INIT_SECONDS) -> None:
         """WAL mode and the tables. Several workers open a new file at the same moment, and
@@ -175,10 +204,47 @@ class SqliteHistory:
             done = self._conn.execute("DELETE FROM cards WHERE updated_ms < ?", (horizon,))
         return int(done.rowcount)
 
+    def checkpoint(self) -> tuple[int, int]:
+        """Passive WAL checkpoints on their own connection until the log stops growing
+        (at most `CHECKPOINT_ROUNDS`; another worker's checkpoint makes one skip): the last
+        round's (pages in the log, pages copied into the file)."""
+        conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+        previous = -1
+        try:
+            conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.synchronous]}")
+            for _ in range(CHECKPOINT_ROUNDS):
+                busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if not busy and copied == logged == previous:
+                    break
+                previous = logged
+        finally:
+            conn.close()
+        self.checkpoints += 1
+        return int(logged), int(copied)
+
     def close(self) -> None:
-        """Close the connection."""
+        """Stop the checkpoint thread and close the connection."""
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=INIT_SECONDS)
         with self._lock:
             self._conn.close()
+
+
+def _checkpoint_every(
+    store: weakref.ref[SqliteHistory], stop: threading.Event, seconds: float
+) -> None:
+    """The checkpoint thread: holds the store only while it checkpoints, so a store
+    dropped without `close()` stops it too."""
+    while not stop.wait(seconds):
+        current = store()
+        if current is None:
+            return
+        try:
+            current.checkpoint()
+        except sqlite3.Error as exc:  # a full disk, a deleted folder: the fallback remains
+            log.warning("card-history checkpoint failed: %s: %s", type(exc).__name__, exc)
+        del current
 
 
 def _packed(events: bytes | str, aggregates: bytes | str) -> Packed:

@@ -5,9 +5,11 @@ and profiles come back with the features."""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -374,6 +376,79 @@ def test_sqlite_synchronous_setting_reaches_the_connection(
         assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == pragma
         store.observe(["c"], [ev(HISTORY_T0, "a")])
         assert store.observe(["c"], [ev(HISTORY_T0 + 1, "b")])[0].features[0] == 1
+    finally:
+        store.close()
+
+
+def _log_pages(store: SqliteHistory) -> int:
+    """Pages in the store's WAL now (a passive checkpoint reports it; copying them is
+    harmless)."""
+    conn = sqlite3.connect(store.path)
+    try:
+        return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+    finally:
+        conn.close()
+
+
+def test_sqlite_checkpoint_copies_the_log_and_the_next_commit_restarts_it(
+    tmp_path: Path,
+) -> None:
+    """The thread's checkpoint (its period far off here) copies the whole log back, so the
+    next scoring call writes from the log's start: the log holds that call's pages only,
+    not the 200 calls before it."""
+    s = SqliteHistory(tmp_path / "h.sqlite", checkpoint_seconds=3600)
+    try:
+        for c in range(200):
+            s.observe(
+                [f"card-{c}-{i}" for i in range(5)],
+                [ev(HISTORY_T0 + c, f"{c}-{i}") for i in range(5)],
+            )
+        logged, copied = s.checkpoint()
+        assert logged > 200
+        assert copied == logged
+        assert s.checkpoints == 1
+        (view,) = s.observe(["card-0-0"], [ev(HISTORY_T0 + 10**6, "again")])
+        assert view.features[IDX["card_tx_24h"]] == 1
+        assert 0 < _log_pages(s) < 10
+    finally:
+        s.close()
+
+
+def test_sqlite_checkpoint_thread_runs_and_stops_with_the_store(tmp_path: Path) -> None:
+    """The thread checkpoints every period; close() stops it, and so does dropping a
+    store that was never closed."""
+    s = SqliteHistory(tmp_path / "h.sqlite", checkpoint_seconds=0.01)
+    s.observe(["c"], [ev(HISTORY_T0, "a")])
+    deadline = time.monotonic() + 30
+    while s.checkpoints < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert s.checkpoints >= 2
+    thread = s._checkpointer
+    assert thread is not None
+    s.close()
+    assert not thread.is_alive()
+    dropped = SqliteHistory(tmp_path / "h.sqlite", checkpoint_seconds=0.01)
+    thread = dropped._checkpointer
+    assert thread is not None
+    dropped._conn.close()
+    del dropped
+    gc.collect()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(("setting", "thread"), [(None, True), (0.5, True), (0.0, False)])
+def test_sqlite_checkpoint_setting_reaches_the_store(
+    tmp_path: Path, setting: float | None, thread: bool
+) -> None:
+    """SPROXXO_HISTORY_SQLITE_CHECKPOINT_SECONDS (default 0.2) starts the thread; 0 does
+    not (SQLite's own checkpoint, in the committing call)."""
+    extra = {} if setting is None else {"history_sqlite_checkpoint_seconds": setting}
+    store = history_adapter.open_store(Settings(state_dir=tmp_path, **extra))  # type: ignore[call-arg]
+    assert isinstance(store, SqliteHistory)
+    try:
+        assert (store._checkpointer is not None) is thread
+        store.observe(["c"], [ev(HISTORY_T0, "a")])
     finally:
         store.close()
 
