@@ -99,7 +99,8 @@ class SqliteHistory:
         self._wait_ms = round(timeout_seconds * 1000)  # the connection's busy timeout
         self._lock = threading.Lock()  # one connection, used from the loop and from threads
         self._initialise()
-        self.checkpoints = 0  # background checkpoints run (tests, operators)
+        self.checkpoints = 0  # checkpoints run (tests, operators)
+        self.checkpoint_failures = 0  # the thread's checkpoints that raised
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         if checkpoint_seconds > 0:
@@ -206,15 +207,16 @@ class SqliteHistory:
 
     def checkpoint(self) -> tuple[int, int]:
         """Passive WAL checkpoints on their own connection until the log stops growing
-        (at most `CHECKPOINT_ROUNDS`; another worker's checkpoint makes one skip): the last
-        round's (pages in the log, pages copied into the file)."""
+        (at most `CHECKPOINT_ROUNDS`; stops at once while another connection, such as
+        another worker's thread, is checkpointing): the last round's (pages in the log,
+        pages copied into the file)."""
         conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
         previous = -1
         try:
             conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.synchronous]}")
             for _ in range(CHECKPOINT_ROUNDS):
                 busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if not busy and copied == logged == previous:
+                if busy or copied == logged == previous:  # busy: another one is copying
                     break
                 previous = logged
         finally:
@@ -235,15 +237,22 @@ def _checkpoint_every(
     store: weakref.ref[SqliteHistory], stop: threading.Event, seconds: float
 ) -> None:
     """The checkpoint thread: holds the store only while it checkpoints, so a store
-    dropped without `close()` stops it too."""
+    dropped without `close()` stops it too. A failure is logged once until it changes or
+    a checkpoint succeeds (SQLite's own checkpoint still runs in the scoring calls)."""
+    reported = ""
     while not stop.wait(seconds):
         current = store()
         if current is None:
             return
         try:
             current.checkpoint()
-        except sqlite3.Error as exc:  # a full disk, a deleted folder: the fallback remains
-            log.warning("card-history checkpoint failed: %s: %s", type(exc).__name__, exc)
+            reported = ""
+        except sqlite3.Error as exc:  # a full disk, a deleted folder
+            current.checkpoint_failures += 1
+            error = f"{type(exc).__name__}: {exc}"
+            if error != reported:
+                log.warning("card-history checkpoint failed: %s", error)
+                reported = error
         del current
 
 

@@ -419,10 +419,7 @@ def test_sqlite_checkpoint_thread_runs_and_stops_with_the_store(tmp_path: Path) 
     store that was never closed."""
     s = SqliteHistory(tmp_path / "h.sqlite", checkpoint_seconds=0.01)
     s.observe(["c"], [ev(HISTORY_T0, "a")])
-    deadline = time.monotonic() + 30
-    while s.checkpoints < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert s.checkpoints >= 2
+    _wait_for(lambda: s.checkpoints >= 2)
     thread = s._checkpointer
     assert thread is not None
     s.close()
@@ -435,6 +432,35 @@ def test_sqlite_checkpoint_thread_runs_and_stops_with_the_store(tmp_path: Path) 
     gc.collect()
     thread.join(timeout=30)
     assert not thread.is_alive()
+
+
+def _wait_for(condition: Any) -> None:
+    deadline = time.monotonic() + 30
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition()
+
+
+def test_sqlite_checkpoint_failures_are_logged_once_until_it_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The thread's checkpoint cannot open the file (its folder is gone): one warning for
+    many failures, the thread goes on, and checkpoints resume once the file opens."""
+    s = SqliteHistory(tmp_path / "h.sqlite", checkpoint_seconds=0.01)
+    path = s.path
+    try:
+        with caplog.at_level("WARNING", logger="sproxxo.adapters.history_sqlite"):
+            s.path = tmp_path / "gone" / "h.sqlite"
+            _wait_for(lambda: s.checkpoint_failures >= 3)
+            done = s.checkpoints
+            s.path = path
+            _wait_for(lambda: s.checkpoints > done)
+        warnings = [r for r in caplog.records if "checkpoint failed" in r.getMessage()]
+        assert len(warnings) == 1
+        assert "unable to open" in warnings[0].getMessage()
+        assert s.observe(["c"], [ev(HISTORY_T0, "a")])[0].features[0] == 0
+    finally:
+        s.close()
 
 
 @pytest.mark.parametrize(("setting", "thread"), [(None, True), (0.5, True), (0.0, False)])
