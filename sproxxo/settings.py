@@ -6,13 +6,16 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ADMIN_TOKEN = "dev-admin-token-change-me"  # noqa: S105 - documented local placeholder
 DEV_CARD_TOKEN_KEY = "sproxxo-local-card-token-key"  # noqa: S105 - documented local placeholder
 MIN_SECRET_CHARS = 32
 SHUTDOWN_MARGIN_SECONDS = 1.0
+#: The SQLite store's checkpoint thread runs at most this often (each run opens no more
+#: than a handful of statements, but 1,000 a second would be a busy loop).
+MIN_CHECKPOINT_SECONDS = 0.05
 #: The only environment that accepts local defaults (placeholder secrets, file sink, unsigned
 #: models, fault injection). Every deployed environment is strict.
 DEV = "dev"
@@ -162,6 +165,13 @@ class Settings(BaseSettings):
     def connection_recycle_seconds(self) -> float:
         """`connection_max_age_seconds` with several workers; 0 (off) with one."""
         return self.connection_max_age_seconds if self.workers > 1 else 0.0
+
+    @field_validator("history_sqlite_checkpoint_seconds")
+    @classmethod
+    def _checkpoint_period(cls, seconds: float) -> float:
+        if 0 < seconds < MIN_CHECKPOINT_SECONDS:
+            raise ValueError(f"0 (no thread) or at least {MIN_CHECKPOINT_SECONDS} s")
+        return seconds
 
     @model_validator(mode="after")
     def _strict_outside_dev(self) -> Settings:

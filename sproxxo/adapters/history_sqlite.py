@@ -19,9 +19,11 @@ that fsyncs) run on a background thread every `checkpoint_seconds`: by default S
 one in the commit that takes the log past 1,000 pages, and that scoring call waits for the
 copy and its fsyncs (12-30 ms on this VM's disk). The thread repeats passive checkpoints
 (they wait for no reader or writer) until the log stops growing, so that the next commit
-restarts the log from its start and it stays small; a writer that outpaces it (batches back
-to back) meets SQLite's own checkpoint at 1,000 pages, as without the thread.
-`checkpoint_seconds=0`: no thread.
+restarts the log from its start and it stays small. SQLite's own checkpoint stays on as a
+fallback: a writer that outpaces the thread (batches back to back) meets it at 1,000 pages,
+as without the thread (skipped while the thread is copying: the log then grows until a
+commit lands between two of the thread's runs). Each worker runs its own thread; one that
+finds another checkpointing stops its rounds. `checkpoint_seconds=0`: no thread.
 
 Rows written before the packed format (events as text lines, aggregates as JSON) are read
 through `sproxxo.history.state_from_parts` and written back packed.
@@ -30,6 +32,7 @@ through `sproxxo.history.state_from_parts` and written back packed.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -69,6 +72,8 @@ INIT_SECONDS: Final = 10.0
 #: Passive checkpoints in one go at most: each copies what the scoring calls wrote during
 #: the previous one; at 200 one-card calls a second it takes 3-4 to find nothing new.
 CHECKPOINT_ROUNDS: Final = 20
+#: close() waits this long for the thread (it stops between two rounds).
+CLOSE_SECONDS: Final = 2.0
 Packed = tuple[bytes, bytes]
 #: `normal`: WAL checkpoints fsync (consistent after a power cut, the last commits lost):
 #: 12-30 ms on this VM's disk, on the checkpoint thread (in the commit that takes the log
@@ -99,8 +104,11 @@ class SqliteHistory:
         self._wait_ms = round(timeout_seconds * 1000)  # the connection's busy timeout
         self._lock = threading.Lock()  # one connection, used from the loop and from threads
         self._initialise()
-        self.checkpoints = 0  # checkpoints run (tests, operators)
+        self.checkpoint_seconds = checkpoint_seconds
+        self.checkpoints = 0  # checkpoints that ran (tests, operators)
         self.checkpoint_failures = 0  # the thread's checkpoints that raised
+        self._checkpoint_conn: sqlite3.Connection | None = None  # the thread's, kept open
+        self._checkpoint_lock = threading.Lock()
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         if checkpoint_seconds > 0:
@@ -112,6 +120,7 @@ class SqliteHistory:
             )
             self._checkpointer.start()
             weakref.finalize(self, self._stop.set)  # a store dropped without close()
+            _CHECKPOINTING.add(self)
 
     def _initialise(self, *, deadline_seconds: float = INIT_SECONDS) -> None:
         """WAL mode and the tables. Several workers open a new file at the same moment, and
@@ -206,31 +215,75 @@ class SqliteHistory:
         return int(done.rowcount)
 
     def checkpoint(self) -> tuple[int, int]:
-        """Passive WAL checkpoints on their own connection until the log stops growing
-        (at most `CHECKPOINT_ROUNDS`; stops at once while another connection, such as
-        another worker's thread, is checkpointing): the last round's (pages in the log,
-        pages copied into the file)."""
-        conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
-        previous = -1
-        try:
-            conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.synchronous]}")
-            for _ in range(CHECKPOINT_ROUNDS):
-                busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if busy or copied == logged == previous:  # busy: another one is copying
-                    break
-                previous = logged
-        finally:
-            conn.close()
-        self.checkpoints += 1
+        """Passive WAL checkpoints on their own connection until the log stops growing or
+        restarts (at most `CHECKPOINT_ROUNDS`; at once if another connection, such as
+        another worker's thread, is checkpointing, or the store is closing): the last
+        round's (pages in the log, pages copied into the file), -1 each if it found
+        another checkpoint running."""
+        with self._checkpoint_lock:
+            conn = self._checkpoint_conn
+            if conn is None:
+                conn = sqlite3.connect(
+                    self.path, timeout=0, isolation_level=None, check_same_thread=False
+                )
+                conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.synchronous]}")
+                self._checkpoint_conn = conn
+            previous, ran = -1, False
+            try:
+                for _ in range(CHECKPOINT_ROUNDS):
+                    # fetchall: the statement finishes, so this connection keeps no read
+                    # lock (which would stop the next commit from restarting the log)
+                    busy, logged, copied = conn.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)"
+                    ).fetchall()[0]
+                    if busy:
+                        break
+                    ran = True
+                    if logged < previous or copied == logged == previous or self._stop.is_set():
+                        break
+                    previous = logged
+            except BaseException:
+                conn.close()
+                self._checkpoint_conn = None
+                raise
+            if ran:
+                self.checkpoints += 1
         return int(logged), int(copied)
 
     def close(self) -> None:
         """Stop the checkpoint thread and close the connection."""
         self._stop.set()
         if self._checkpointer is not None:
-            self._checkpointer.join(timeout=INIT_SECONDS)
+            self._checkpointer.join(timeout=CLOSE_SECONDS)
+        with self._checkpoint_lock:
+            if self._checkpoint_conn is not None:
+                self._checkpoint_conn.close()
+                self._checkpoint_conn = None
         with self._lock:
             self._conn.close()
+
+
+#: Stores whose thread checkpoints. A process that forks (a test's workers, a server's
+#: pre-fork) waits for their checkpoints to finish, so that no thread of it is inside
+#: SQLite, holding one of its process-wide mutexes, when the child is made.
+_CHECKPOINTING: weakref.WeakSet[SqliteHistory] = weakref.WeakSet()
+
+
+_HELD: list[threading.Lock] = []  # the locks _before_fork took, for _after_fork
+
+
+def _before_fork() -> None:
+    for store in list(_CHECKPOINTING):
+        store._checkpoint_lock.acquire()
+        _HELD.append(store._checkpoint_lock)
+
+
+def _after_fork() -> None:
+    while _HELD:
+        _HELD.pop().release()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
 
 
 def _checkpoint_every(
@@ -247,11 +300,11 @@ def _checkpoint_every(
         try:
             current.checkpoint()
             reported = ""
-        except sqlite3.Error as exc:  # a full disk, a deleted folder
+        except Exception as exc:  # a full disk, a deleted folder: the thread goes on
             current.checkpoint_failures += 1
             error = f"{type(exc).__name__}: {exc}"
             if error != reported:
-                log.warning("card-history checkpoint failed: %s", error)
+                log.warning("card-history checkpoint failed: %s", error, exc_info=True)
                 reported = error
         del current
 

@@ -397,6 +397,7 @@ def test_sqlite_checkpoint_copies_the_log_and_the_next_commit_restarts_it(
     next scoring call writes from the log's start: the log holds that call's pages only,
     not the 200 calls before it."""
     s = SqliteHistory(tmp_path / "h.sqlite", checkpoint_seconds=3600)
+    s._conn.execute("PRAGMA wal_autocheckpoint = 0")  # only this test's checkpoint copies
     try:
         for c in range(200):
             s.observe(
@@ -450,7 +451,11 @@ def test_sqlite_checkpoint_failures_are_logged_once_until_it_recovers(
     path = s.path
     try:
         with caplog.at_level("WARNING", logger="sproxxo.adapters.history_sqlite"):
-            s.path = tmp_path / "gone" / "h.sqlite"
+            with s._checkpoint_lock:  # between two runs: its next one opens a new connection
+                if s._checkpoint_conn is not None:
+                    s._checkpoint_conn.close()
+                    s._checkpoint_conn = None
+                s.path = tmp_path / "gone" / "h.sqlite"
             _wait_for(lambda: s.checkpoint_failures >= 3)
             done = s.checkpoints
             s.path = path
@@ -459,6 +464,28 @@ def test_sqlite_checkpoint_failures_are_logged_once_until_it_recovers(
         assert len(warnings) == 1
         assert "unable to open" in warnings[0].getMessage()
         assert s.observe(["c"], [ev(HISTORY_T0, "a")])[0].features[0] == 0
+    finally:
+        s.close()
+
+
+def test_sqlite_a_fork_waits_for_the_checkpoints_and_releases_them(tmp_path: Path) -> None:
+    """Before a fork every checkpointing store's lock is taken (no thread is inside SQLite
+    when the child is made), after it released, in the parent and in the child."""
+    from sproxxo.adapters import history_sqlite
+
+    s = SqliteHistory(tmp_path / "h.sqlite", checkpoint_seconds=3600)
+    try:
+        history_sqlite._before_fork()
+        assert not s._checkpoint_lock.acquire(timeout=0)  # a checkpoint cannot start
+        history_sqlite._after_fork()
+        assert s._checkpoint_lock.acquire(timeout=0)
+        s._checkpoint_lock.release()
+        ctx = multiprocessing.get_context("fork")
+        child = ctx.Process(target=s.checkpoint)  # the child's lock is free too
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        assert s.checkpoint()[1] >= 0
     finally:
         s.close()
 
@@ -474,9 +501,17 @@ def test_sqlite_checkpoint_setting_reaches_the_store(
     assert isinstance(store, SqliteHistory)
     try:
         assert (store._checkpointer is not None) is thread
+        assert store.checkpoint_seconds == (0.2 if setting is None else setting)
         store.observe(["c"], [ev(HISTORY_T0, "a")])
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("seconds", [0.001, 0.049, -1, 61])
+def test_sqlite_checkpoint_setting_refuses_a_busy_loop(seconds: float) -> None:
+    """0 (no thread) or 0.05-60 s: a shorter period would be a busy loop."""
+    with pytest.raises(ValueError, match="history_sqlite_checkpoint_seconds"):
+        Settings(history_sqlite_checkpoint_seconds=seconds)  # type: ignore[call-arg]
 
 
 def test_sqlite_synchronous_setting_refuses_other_values() -> None:
