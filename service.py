@@ -247,7 +247,7 @@ class FraudScorer:
         """SIGTERM: not ready first, serve `drain_seconds` more, then stop (runtime); the
         model-management app is built beside start-up, not in its first request."""
         self.runtime.drain_on_sigterm(SETTINGS.drain_seconds)
-        threading.Thread(target=ADMIN.build, name="admin-app", daemon=True).start()
+        threading.Thread(target=ADMIN.build_beside, name="admin-app", daemon=True).start()
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -20,6 +21,8 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # the app answers 405
 
@@ -51,6 +54,16 @@ class LazyApp(Starlette):
             if self._app is None:
                 self._app = self._factory()
             return self._app
+
+    def build_beside(self) -> None:
+        """`build` for a thread beside start-up: a failure is logged, not raised (the
+        first request builds it again, and answers 500 if that fails too). Seen once in
+        CI: pydantic's schema generation raced another thread's and warned."""
+        try:
+            self.build()
+        except Exception:
+            log.warning("admin app: built beside start-up failed; the first request retries",
+                        exc_info=True)  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = self._app if self._app is not None else await asyncio.to_thread(self.build)

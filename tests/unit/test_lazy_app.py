@@ -3,6 +3,7 @@ app's paths as its routes (what BentoML's passive mount matches on)."""
 
 from __future__ import annotations
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -42,3 +43,25 @@ def test_lazy_app_routes_match_only_the_named_paths() -> None:
     assert matches("/models/v1")
     assert not matches("/")
     assert not matches("/predict")
+
+
+def test_lazy_app_built_beside_start_up_logs_a_failure_and_the_first_request_retries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The start-up thread's build fails: nothing is raised in that thread, a warning is
+    logged, and the first request builds the app again and is answered."""
+    attempts: list[int] = []
+
+    def factory() -> Starlette:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("schema race")
+        return Starlette(routes=[Route("/ping", lambda _: PlainTextResponse("pong"))])
+
+    lazy = LazyApp(factory, paths=["/ping"])
+    with caplog.at_level("WARNING", logger="sproxxo.serving.asgi"):
+        lazy.build_beside()
+    assert "first request retries" in caplog.text
+    with TestClient(lazy) as client:
+        assert client.get("/ping").text == "pong"
+    assert len(attempts) == 2
