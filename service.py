@@ -36,7 +36,7 @@ from sproxxo.schemas import Assessment, BatchRequest, BatchResponse, Prediction,
 from sproxxo.serving import events, openapi, recording
 from sproxxo.serving.activation import ActivationResult
 from sproxxo.serving.asgi import ConnectionRecycler, LazyApp
-from sproxxo.serving.guard import JSON_ROUTES, RequestGuard
+from sproxxo.serving.guard import JSON_ROUTES, CheckedBatchRequest, RequestGuard
 from sproxxo.serving.logfilter import ClientErrorLogFilter
 from sproxxo.serving.runtime import Runtime, service_config, start_runtime
 from sproxxo.serving.shadow import ShadowResult, ShadowSlot
@@ -274,16 +274,16 @@ class FraudScorer:
         return self._json(record)  # type: ignore[return-value]
 
     @bentoml.api(route="/predict/batch")
-    async def predict_batch_gateway(self, request: BatchRequest, /) -> BatchResponse:
+    async def predict_batch_gateway(self, request: CheckedBatchRequest, /) -> BatchResponse:
         """Score up to 1,000 transactions; bad items are refused one by one."""
         return await self._batch(request)
 
     @bentoml.api(route="/predict_batch")
-    async def predict_batch(self, request: BatchRequest, /) -> BatchResponse:
+    async def predict_batch(self, request: CheckedBatchRequest, /) -> BatchResponse:
         """The gateway's /predict/batch under BentoML's method name (same handler)."""
         return await self._batch(request)
 
-    async def _batch(self, request: BatchRequest) -> BatchResponse:
+    async def _batch(self, request: CheckedBatchRequest) -> BatchResponse:
         t0 = time.perf_counter()
         if self.runtime.model is None:
             return self._unavailable()  # type: ignore[return-value]

@@ -11,7 +11,8 @@ as the served store is after the bench's warm-up; a replay is a retry for the st
 state keeps its size). Pinned to core 0, each step of each request is timed in CPU
 (thread time) and wall microseconds; the table shows per-step means over every request:
 
-* guard: `sproxxo.serving.guard.json_problem` (the ASGI guard's check of the body);
+* guard: `sproxxo.serving.guard.checked_json` (the ASGI guard's check of the body, whose
+  parse the validation reuses);
 * validation: BentoML's parse of the route's input (`IODescriptor.from_input` of the route
   signature, `model_validate_json` of the body, as `JSONSerde.deserialize_model` does);
 * scoring, split as `Runtime.score` runs it: canonical columns, history store (+ profiles),
@@ -50,6 +51,7 @@ import orjson
 
 from sproxxo.history import HISTORY_FEATURES
 from sproxxo.schemas import BatchRequest, BatchResponse
+from sproxxo.serving.guard import CheckedBatchRequest
 
 BATCHES = 6
 BATCH_SIZE = 1000
@@ -160,8 +162,9 @@ def bodies(*, bad: float) -> tuple[list[bytes], list[bytes]]:
     ]
 
 
-def bentoml_parser() -> Callable[[bytes], Any]:
-    """What BentoML 1.4 runs to build the batch routes' argument from the body."""
+def strict_parser() -> Callable[[bytes], Any]:
+    """BentoML 1.4's parse of the batch body with the schema item by item (before the
+    column-wise check)."""
     from _bentoml_sdk.io_models import IODescriptor
 
     def route(request: BatchRequest, /) -> BatchResponse:
@@ -171,24 +174,40 @@ def bentoml_parser() -> Callable[[bytes], Any]:
     return parse
 
 
+def bentoml_parser() -> Callable[[bytes], Any]:
+    """What BentoML 1.4 runs to build the batch routes' argument from the body."""
+    from _bentoml_sdk.io_models import IODescriptor
+
+    def route(request: CheckedBatchRequest, /) -> BatchResponse:
+        raise NotImplementedError
+
+    parse: Callable[[bytes], Any] = IODescriptor.from_input(route).model_validate_json
+    return parse
+
+
 def score_steps(
-    runtime: Any, transactions: Sequence[Any], owner: Any, clock: Clock
+    runtime: Any, items: Sequence[Any], owner: Any, clock: Clock
 ) -> list[dict[str, Any]]:
-    """`Runtime.score`, step by step (the same calls in the same order), timed."""
-    from sproxxo.features import columns_from_transactions, derive, numeric_columns, with_profiles
+    """`Runtime.score` of a batch's valid items, step by step (the same calls in the same
+    order), timed."""
+    from sproxxo.columnar import CheckedBatch
+    from sproxxo.features import columns_from_transactions, derive, fill_profiles, numeric_columns
     from sproxxo.policy import decide_all
     from sproxxo.rules import find_violations
+    from sproxxo.schemas import Transaction
     from sproxxo.scoring import Scored, explain_decisions
 
     bundle = runtime.active.bundle
     with clock.step("score: columns"):
-        columns = columns_from_transactions(transactions)
+        if isinstance(items, CheckedBatch):
+            transactions, columns = items.valid, dict(items.columns)
+        else:
+            transactions = [tx for tx in items if isinstance(tx, Transaction)]
+            columns = columns_from_transactions(transactions)
     with clock.step("score: history store"):
         views = runtime._history(columns)
         history = [view.features for view in views]
-        filled = with_profiles(transactions, [view.profile for view in views])
-        if filled is not transactions:
-            transactions, columns = filled, columns_from_transactions(filled)
+        transactions = fill_profiles(transactions, columns, [view.profile for view in views])
         for k, name in enumerate(HISTORY_FEATURES):
             columns[name] = [h[k] for h in history]
     now = datetime.now(UTC)
@@ -220,19 +239,19 @@ def request_steps(
     body: bytes, *, runtime: Any, parse: Callable[[bytes], Any], clock: Clock
 ) -> bytes:
     """One batch request as the service serves it now, step by step, timed."""
-    from sproxxo.schemas import Transaction
-    from sproxxo.serving.guard import json_problem
+    from sproxxo.serving.guard import PARSED, checked_json
     from sproxxo.serving.recording import Recording
 
-    with clock.step("guard: json_problem"):
-        problem = json_problem(body)
+    with clock.step("guard: checked_json"):
+        problem, parsed = checked_json(body)
     if problem is not None:
         raise SystemExit(f"the guard refused the body: {problem}")
     with clock.step("validate: BentoML parse"):
+        token = PARSED.set((body, parsed))
         items = parse(body).transactions
+        PARSED.reset(token)
     owner = Recording(lambda chunk: None)
-    valid = [tx for tx in items if isinstance(tx, Transaction)]
-    records = score_steps(runtime, valid, owner, clock)
+    records = score_steps(runtime, items, owner, clock)
     with clock.step("answer: per-item loop"):
         answer = _answer(items, records, runtime.active.bundle.tag)
     with clock.step("serialise: orjson"):
@@ -243,13 +262,18 @@ def request_steps(
 
 def _answer(items: Sequence[Any], records: list[dict[str, Any]], tag: str) -> dict[str, Any]:
     """`Runtime.answer_batch`'s loop and answer around already scored records."""
+    from sproxxo.columnar import CheckedBatch
     from sproxxo.schemas import Transaction
     from sproxxo.validation import item_error
 
+    if isinstance(items, CheckedBatch):
+        valid = set(items.rows)
+    else:
+        valid = {i for i, item in enumerate(items) if isinstance(item, Transaction)}
     scored = iter(records)
     results = [
-        next(scored) if isinstance(item, Transaction) else item_error(index, item).model_dump()
-        for index, item in enumerate(items)
+        next(scored) if index in valid else item_error(index, items[index]).model_dump()
+        for index in range(len(items))
     ]
     return {
         "model_tag": tag,
@@ -263,10 +287,13 @@ def _answer(items: Sequence[Any], records: list[dict[str, Any]], tag: str) -> di
 
 def whole_request(body: bytes, *, runtime: Any, parse: Callable[[bytes], Any]) -> bytes:
     """The same request through the service's own functions, untimed inside."""
-    from sproxxo.serving.guard import json_problem
+    from sproxxo.serving.guard import PARSED, checked_json
 
-    json_problem(body)
-    answer = runtime.answer_batch(parse(body).transactions, None)
+    _, parsed = checked_json(body)
+    token = PARSED.set((body, parsed))
+    items = parse(body).transactions
+    PARSED.reset(token)
+    answer = runtime.answer_batch(items, None)
     answer["latency_ms"] = 1.0
     return orjson.dumps(answer)
 
@@ -322,6 +349,7 @@ def validation_alternatives(body: bytes, *, reps: int) -> None:
     from pydantic import TypeAdapter
     from pydantic_core import SchemaValidator, core_schema
 
+    from sproxxo.columnar import check_batch
     from sproxxo.schemas import Transaction
 
     items = orjson.dumps(orjson.loads(body)["transactions"])
@@ -334,7 +362,9 @@ def validation_alternatives(body: bytes, *, reps: int) -> None:
         strict=True,
     )
     paths: dict[str, Callable[[], Any]] = {
-        "BentoML parse of BatchRequest (service)": functools.partial(bentoml_parser(), body),
+        "BentoML parse, checked column-wise (service)": functools.partial(bentoml_parser(), body),
+        "  the same, from the guard's parse": functools.partial(check_batch, orjson.loads(body)),
+        "BentoML parse of BatchRequest (per-item schema)": functools.partial(strict_parser(), body),
         "TypeAdapter(list[Transaction]), one call": functools.partial(
             TypeAdapter(list[Transaction]).validate_json, items
         ),

@@ -286,20 +286,48 @@ def history_events(columns: Mapping[str, Sequence[Any]]) -> list[Event]:
     ]
 
 
-def with_profiles(
-    transactions: Sequence[Transaction], profiles: Sequence[Profile | None]
+def fill_profiles(
+    transactions: Sequence[Transaction],
+    columns: dict[str, list[Any]],
+    profiles: Sequence[Profile | None],
 ) -> Sequence[Transaction]:
-    """The transactions with their missing profile fields taken from the card's stored
-    profile, at each transaction's time (the same list when nothing was missing or known)."""
-    filled = list(transactions)
-    changed = False
-    for i, (tx, profile) in enumerate(zip(transactions, profiles, strict=True)):
-        gaps = [name for name in PROFILE_COLUMNS if getattr(tx, name) is None]
+    """Missing profile fields taken from the card's stored profile at each transaction's
+    time: set in `columns` (a filled column is a new list) and in the transactions returned
+    (each copied with its fields when first read; the same sequence when nothing was filled)."""
+    missing = {name: [v is None for v in columns[name]] for name in PROFILE_COLUMNS}
+    updates: dict[int, dict[str, Any]] = {}
+    for i, profile in enumerate(profiles):
+        gaps = [name for name in PROFILE_COLUMNS if missing[name][i]]
         if gaps and profile is not None:
-            values = profile.fields_at(event_time_ms(tx.timestamp.timestamp()))
-            filled[i] = tx.model_copy(update={name: values[name] for name in gaps})
-            changed = True
-    return filled if changed else transactions
+            values = profile.fields_at(event_time_ms(columns["epoch_seconds"][i]))
+            updates[i] = {name: values[name] for name in gaps}
+    if not updates:
+        return transactions
+    for name in PROFILE_COLUMNS:
+        column = list(columns[name])
+        for i, update in updates.items():
+            column[i] = update.get(name, column[i])
+        columns[name] = column
+    return _Updated(transactions, updates)
+
+
+@dataclass(frozen=True)
+class _Updated(Sequence[Transaction]):
+    """Transactions with fields updated, each copied when read (the rules read a few)."""
+
+    base: Sequence[Transaction]
+    updates: dict[int, dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        index = range(len(self))[index]
+        update = self.updates.get(index)
+        tx = self.base[index]
+        return tx if update is None else tx.model_copy(update=update)
 
 
 def build_features(columns: Columns) -> FloatArray:

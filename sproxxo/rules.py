@@ -157,7 +157,7 @@ def find_violations(
             [r.violation(transactions[0]) for r, hit in zip(RULES, verdicts, strict=True) if hit]
         ]
     hits = np.column_stack(verdicts)
-    found: list[list[RuleViolation]] = [[] for _ in transactions]
+    found: list[list[RuleViolation]] = [[] for _ in range(len(transactions))]
     for i in np.flatnonzero(hits.any(axis=1)).tolist():
         found[i] = [RULES[k].violation(transactions[i]) for k in np.flatnonzero(hits[i])]
     return found

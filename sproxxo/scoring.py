@@ -121,7 +121,7 @@ class Scored:
         ]
         records = [
             {
-                "transaction_id": tx.transaction_id,
+                "transaction_id": tx_id,
                 "valid": not broken,
                 "violations": [v.model_dump() for v in broken] if broken else [],
                 "risk": {"score": risk, "indicators": flat[start : start + k]},
@@ -131,8 +131,8 @@ class Scored:
                 "model_tag": self.model_tag,
                 "history": history,
             }
-            for tx, broken, risk, start, p, decision, codes, history in zip(
-                self.transactions,
+            for tx_id, broken, risk, start, p, decision, codes, history in zip(
+                self.columns["transaction_id"],
                 self.violations,
                 self.derived.risk_score.tolist(),
                 range(0, n * k, k),

@@ -26,18 +26,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import orjson
+from pydantic import ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sproxxo.columnar import check_batch
+from sproxxo.schemas import BatchRequest
 from sproxxo.serving.recording import CURRENT, TIMED_OUT, Recording
 from sproxxo.validation import MAX_ERRORS
 
+logger = logging.getLogger(__name__)
 _ESCAPED_COLON: Final = re.compile(rb"\\u003[aA]")
 _CONTAINERS: Final = (dict, list)
 _OPENERS: Final = np.frombuffer(b"[{", dtype=np.uint8)
@@ -86,25 +92,31 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def json_problem(body: bytes, limits: JsonLimits = JsonLimits()) -> Problem | None:
     """The first reason to refuse `body`, or None when it is acceptable JSON."""
+    return checked_json(body, limits)[0]
+
+
+def checked_json(body: bytes, limits: JsonLimits = JsonLimits()) -> tuple[Problem | None, Any]:
+    """`json_problem`'s verdict and, when orjson's parse settled it, that parse (else None):
+    the batch route validates it instead of parsing the body again."""
     containers = body.count(b"{") + body.count(b"[")
     if containers > limits.max_containers or body.count(b",") >= limits.max_values:
         if _bracket_depth(body) > limits.max_depth:
-            return _too_deep(limits)
+            return _too_deep(limits), None
         return Problem(
             "body",
             "too_many_values",
             f"body: more than {limits.max_containers} objects/arrays or {limits.max_values} values",
-        )
+        ), None
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:  # invalid, or valid only to the standard library
-        return _exact_problem(body, limits)
+        return _exact_problem(body, limits), None
     shape = _shape_problem(parsed, limits, containers)
     if shape is not None:
-        return shape
+        return shape, None
     if _colons(body) != orjson.dumps(parsed).count(b":"):
-        return _exact_problem(body, limits)
-    return None
+        return _exact_problem(body, limits), None
+    return None, parsed
 
 
 def _bracket_depth(body: bytes) -> int:
@@ -181,7 +193,44 @@ def _exact_problem(body: bytes, limits: JsonLimits) -> Problem | None:
 # answers small, and stamps each request's prediction-log rows with the status it got.
 
 JSON_ROUTES: Final = frozenset({"/predict", "/predict_batch", "/predict/batch", "/score"})
+BATCH_ROUTES: Final = frozenset({"/predict_batch", "/predict/batch"})
 SYNTHETIC_HEADER: Final = b"x-sproxxo-synthetic"
+#: The guard's parse of the batch request being served: (its body, orjson's result).
+PARSED: ContextVar[tuple[bytes, Any] | None] = ContextVar("sproxxo_parsed_body", default=None)
+
+
+def parsed_body(data: str | bytes | bytearray) -> Any:
+    """`data` as JSON values: the guard's parse when `data` is the body it checked, else
+    orjson's (None when orjson refuses it)."""
+    stash = PARSED.get()
+    if stash is not None and stash[0] == data:
+        return stash[1]
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
+class CheckedBatchRequest(BatchRequest):
+    """`BatchRequest` as BentoML reads it: validated column-wise (`sproxxo.columnar`) from
+    the guard's parse, by the schema itself when the body is not a batch at all."""
+
+    model_config = ConfigDict(title="BatchRequest")
+
+    @classmethod
+    def model_validate_json(  # type: ignore[override]
+        cls, json_data: str | bytes | bytearray, **options: Any
+    ) -> BatchRequest:
+        """The request, the checked batch as its `transactions`; pydantic's own
+        validation when `options` are given or `check_batch` declines the body."""
+        try:
+            checked = None if options else check_batch(parsed_body(json_data))
+        except Exception as exc:  # a defect of the fast path: the schema still answers
+            logger.error("batch check failed (%s): validated item by item", type(exc).__name__)
+            checked = None
+        if checked is None:
+            return super().model_validate_json(json_data, **options)
+        return cls.model_construct(transactions=cast(list[Any], checked))
 
 
 class RequestGuard:
@@ -211,13 +260,15 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        problem, status, body = await self._check(headers, receive)
+        problem, status, body, parsed = await self._check(headers, receive)
         if problem is not None:
             self.on_refusal(problem.rule)
             await send_error(send, status, problem)
             return
         recording = self.recorder(headers.get(SYNTHETIC_HEADER, b"") in {b"1", b"true"})
         token = CURRENT.set(recording)
+        stash = (body, parsed) if parsed is not None and scope["path"] in BATCH_ROUTES else None
+        parsed_token = PARSED.set(stash)
         try:
             await self.app(scope, _replay(body), self._answer(send, recording))
         except asyncio.CancelledError:  # BentoML's time budget: the client gets a 504
@@ -225,23 +276,25 @@ class RequestGuard:
                 recording.answered(TIMED_OUT)
             raise
         finally:
+            PARSED.reset(parsed_token)
             CURRENT.reset(token)
 
     async def _check(
         self, headers: dict[bytes, bytes], receive: Receive
-    ) -> tuple[Problem | None, int, bytes]:
+    ) -> tuple[Problem | None, int, bytes, Any]:
         media = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip()
         if media.lower() != "application/json":
             message = f"content-type must be application/json, got {media or 'none'!r}"
-            return Problem("content-type", "unsupported_media_type", message), 415, b""
+            return Problem("content-type", "unsupported_media_type", message), 415, b"", None
         declared = headers.get(b"content-length", b"")
         too_big = Problem("body", "max_body_bytes", f"body exceeds {self.max_body_bytes} bytes")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            return too_big, 413, b""
+            return too_big, 413, b"", None
         body = await _read_body(receive, self.max_body_bytes)
         if body is None:
-            return too_big, 413, b""
-        return json_problem(body, self.limits), 400, body
+            return too_big, 413, b"", None
+        problem, parsed = checked_json(body, self.limits)
+        return problem, 400, body, parsed
 
     def _answer(self, send: Send, recording: Recording | None) -> Send:
         """`send` that queues the request's log rows before the answer's first byte and

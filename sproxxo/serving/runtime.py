@@ -17,13 +17,14 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from pydantic import JsonValue
 
 from sproxxo import jit, kernels
+from sproxxo.columnar import CheckedBatch
 from sproxxo.errors import ModelUnavailable
-from sproxxo.features import columns_from_transactions, history_events, with_profiles
+from sproxxo.features import columns_from_transactions, fill_profiles, history_events
 from sproxxo.history import UNAVAILABLE, CardView, HistoryStore
 from sproxxo.ml.bundle import ModelBundle
 from sproxxo.records import Sink, log_chunk, slice_chunk
@@ -99,22 +100,22 @@ class Runtime:
         owners: Owners,
         *,
         explain: Sequence[bool] | bool = False,
+        columns: dict[str, list[Any]] | None = None,
     ) -> list[Record]:
         """Score, count, log notable events and attach the prediction-log rows to their
         owners; returns one JSON-ready record per transaction, explained where `explain`
-        asks (and for every review and decline)."""
+        asks (and for every review and decline). `columns`: their canonical columns when
+        the caller has them (a checked batch), made from the transactions otherwise."""
         bundle = self.active.bundle
         if bundle is None:
             raise ModelUnavailable("no model loaded")
         t0 = time.perf_counter()
-        columns = columns_from_transactions(transactions)
+        columns = dict(columns) if columns is not None else columns_from_transactions(transactions)
         views = self._history(columns)
         history = None
         if views is not None:
             history = [view.features for view in views]
-            filled = with_profiles(transactions, [view.profile for view in views])
-            if filled is not transactions:
-                transactions, columns = filled, columns_from_transactions(filled)
+            transactions = fill_profiles(transactions, columns, [view.profile for view in views])
         now = datetime.now(UTC)
         scored = score(
             transactions, bundle, now=now, columns=columns, history=history, explain=explain
@@ -154,19 +155,25 @@ class Runtime:
         bundle = self.active.bundle
         if bundle is None:
             raise ModelUnavailable("no model loaded")
-        valid = [tx for tx in items if isinstance(tx, Transaction)]
-        scored = iter(self.score(valid, [(owner, len(valid))], explain=explain) if valid else [])
-        results: list[Record] = []
-        for index, item in enumerate(items):
-            if isinstance(item, Transaction):
-                results.append(next(scored))
-            else:
-                results.append(item_error(index, item).model_dump())
+        if isinstance(items, CheckedBatch):
+            rows, valid, columns = items.rows, items.valid, items.columns
+        else:
+            rows = [i for i, tx in enumerate(items) if isinstance(tx, Transaction)]
+            valid, columns = [cast(Transaction, items[i]) for i in rows], None
+        owners = [(owner, len(rows))]
+        scored = self.score(valid, owners, explain=explain, columns=columns) if rows else []
+        results: list[Record] = scored
+        if len(rows) < len(items):
+            results = [{}] * len(items)
+            for i, record in zip(rows, scored, strict=True):
+                results[i] = record
+            for index in sorted(set(range(len(items))).difference(rows)):
+                results[index] = item_error(index, items[index]).model_dump()
                 self.observer.refused("batch_item")
         return {
             "model_tag": bundle.tag,
             "count": len(results),
-            "scored": len(valid),
+            "scored": len(rows),
             "refused": len(results) - len(valid),
             "results": results,
         }

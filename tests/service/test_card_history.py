@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from starlette.testclient import TestClient
 
@@ -142,3 +143,56 @@ def test_profile_fields_missing_everywhere_score_as_unknown(client: TestClient) 
     }
     assert indicator(answer, "new_card")["value"] is None
     assert 0.0 <= answer["fraud_probability"] <= 1.0
+
+
+def test_batch_fast_path_answers_as_the_per_item_path(
+    client: TestClient, store_profile: tuple[str, Profile]
+) -> None:
+    """/predict_batch (checked column-wise) gives the answer of the per-item schema path
+    (`Runtime.answer_batch` over `BatchRequest`'s items) on a mixed batch: profiles from
+    the store, rows only the schema vouches for, broken rows, broken business rules. Each
+    path scores its own cards (same profiles), so neither sees the other's events."""
+    import service
+    from sproxxo.columnar import CheckedBatch
+    from sproxxo.schemas import BatchRequest
+    from sproxxo.serving.guard import CheckedBatchRequest
+
+    _, profile = store_profile
+    cards = [[card() for _ in range(3)] for _ in range(2)]
+    store = SqliteHistory(get_settings().state_dir / "history.sqlite")
+    store.put_profiles({cards[0][0]: profile, cards[1][0]: profile})
+    store.close()
+    items = [tx("", 30 - i / 2) for i in range(40)]
+    for i in range(0, 40, 4):  # the stored card's profile, or none known
+        for name in PROFILE_FIELDS:
+            del items[i][name]
+    items[5] |= {"customer_age": 30.0, "amount": 0.07}  # valid: the schema says so
+    items[6]["amount"] = False  # refused
+    items[7].pop("merchant_id")  # refused
+    items[9]["card_id"] = "4111111111111111"  # refused: a card number
+    items[10]["amount"] = "20000.00"  # scored: breaks amount_over_limit
+    items[11]["timestamp"] = (datetime.now(UTC) - timedelta(days=3)).isoformat()  # stale
+
+    def batch(k: int) -> dict[str, Any]:
+        return {
+            "transactions": [
+                item | {"card_id": cards[k][i % 3]} if i != 9 else item
+                for i, item in enumerate(items)
+            ]
+        }
+
+    per_item = BatchRequest.model_validate_json(orjson.dumps(batch(0))).transactions
+    assert not isinstance(per_item, CheckedBatch)
+    expected = orjson.loads(orjson.dumps(service._runtime.answer_batch(per_item, None)))
+    route = client.post("/predict_batch", json=batch(1))
+    assert route.status_code == 200, route.text
+    fast = route.json()
+    assert fast.pop("latency_ms") >= 0
+    assert (fast["scored"], fast["refused"]) == (37, 3)
+    assert fast == expected
+    rules = {v["rule"] for r in fast["results"] for v in r.get("violations", [])}
+    assert {"amount_over_limit", "timestamp_stale"} <= rules
+    homes = [indicator(fast["results"][i], "far_from_home")["value"] for i in (0, 4)]
+    assert homes[0] is not None  # the stored profile's home
+    assert homes[1] is None  # no profile anywhere
+    assert issubclass(service.SERVICE.apis["predict_batch"].input_spec, CheckedBatchRequest)

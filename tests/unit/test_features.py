@@ -281,3 +281,31 @@ def test_derive_single_row_path_matches_batch_path() -> None:
         np.testing.assert_allclose(one.matrix[0], batch.matrix[i], rtol=1e-12, atol=1e-9)
         np.testing.assert_array_equal(one.fired[0], batch.fired[i])
         np.testing.assert_allclose(one.values[0], batch.values[i], rtol=1e-12, atol=1e-9)
+
+
+def test_fill_profiles_fills_the_gaps_in_the_columns_and_in_each_transaction() -> None:
+    """A missing profile field takes the card's stored value at the transaction's time, in
+    the columns and in the transaction read back; given fields and unknown cards stay."""
+    from sproxxo.features import PROFILE_COLUMNS, fill_profiles
+    from sproxxo.history import DAY_MS, YEAR_MS, Profile, event_time_ms
+
+    base = Transaction.model_validate_json(json.dumps(EXAMPLE_TRANSACTION))
+    bare = base.model_copy(update=dict.fromkeys(PROFILE_COLUMNS))
+    transactions = [bare, base, bare.model_copy(update={"lat": 1.0}), bare]
+    t_ms = event_time_ms(base.timestamp.timestamp())
+    profile = Profile(25.5, -100.25, 1_000, 40, t_ms - 2 * YEAR_MS, t_ms - 3 * DAY_MS)
+    columns = columns_from_transactions(transactions)
+    given = {name: list(column) for name, column in columns.items()}
+    filled = fill_profiles(transactions, columns, [profile, profile, profile, None])
+    at = {"lat": 25.5, "long": -100.25, "city_pop": 1_000, "customer_age": 42}
+    at["card_age_days"] = 3
+    expected = [
+        bare.model_copy(update=at),
+        base,
+        bare.model_copy(update=at | {"lat": 1.0}),
+        bare,
+    ]
+    assert [filled[i] for i in range(4)] == expected
+    assert columns == columns_from_transactions(expected)
+    assert given == columns_from_transactions(transactions)  # the lists were not changed
+    assert fill_profiles(transactions, columns, [None] * 4) is transactions

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
+from pydantic import ValidationError
+from starlette.types import Message, Receive, Scope, Send
 
+from sproxxo.columnar import CheckedBatch
 from sproxxo.serving import guard
 from sproxxo.serving.guard import JsonLimits, json_problem
 from tests.helpers import make_transaction
@@ -97,3 +102,82 @@ def test_limits_are_configurable() -> None:
     problem = json_problem(body, JsonLimits(max_depth=2))
     assert problem is not None
     assert problem.rule == "json_too_deep"
+
+
+def test_checked_json_hands_over_the_parse_only_when_it_settled_the_body() -> None:
+    """orjson's parse comes with a clean verdict; a refusal or the exact parse gives none."""
+    body = orjson.dumps({"transactions": [make_transaction()]})
+    assert guard.checked_json(body) == (None, orjson.loads(body))
+    problem, parsed = guard.checked_json(b'{"a": 1, "a": 2}')
+    assert problem is not None
+    assert (problem.rule, parsed) == ("duplicate_key", None)
+    assert guard.checked_json(b'{"lone": "\\ud800"}') == (None, None)  # the exact parse's
+
+
+def test_batch_request_validates_the_guards_parse_of_the_same_body() -> None:
+    """The batch route's model reads the guard's parse when it is of these bytes, else
+    parses them itself; either way the transactions are the checked batch."""
+    body = orjson.dumps({"transactions": [make_transaction(transaction_id="tx-body")]})
+    stash = {"transactions": [make_transaction(transaction_id="tx-stash")]}
+    token = guard.PARSED.set((body, stash))
+    try:
+        same = guard.CheckedBatchRequest.model_validate_json(body)
+        other = guard.CheckedBatchRequest.model_validate_json(body.replace(b"body", b"else"))
+    finally:
+        guard.PARSED.reset(token)
+    assert isinstance(same.transactions, CheckedBatch)
+    assert same.transactions.columns["transaction_id"] == ["tx-stash"]
+    assert isinstance(other.transactions, CheckedBatch)
+    assert other.transactions.columns["transaction_id"] == ["tx-else"]
+
+
+def test_batch_request_falls_back_to_the_schema_if_the_check_fails(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A defect of the column-wise check costs speed, never the request: the schema's
+    items, and one log line naming the exception's type only."""
+
+    def broken(body: object) -> None:
+        raise TypeError("4111111111111111")
+
+    monkeypatch.setattr(guard, "check_batch", broken)
+    body = orjson.dumps({"transactions": [make_transaction(), {"amount": 1}]})
+    request = guard.CheckedBatchRequest.model_validate_json(body)
+    assert not isinstance(request.transactions, CheckedBatch)
+    assert [type(item).__name__ for item in request.transactions] == ["Transaction", "dict"]
+    assert "TypeError" in caplog.text
+    assert "4111" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("body", "rule"),
+    [(b'{"transactions": []}', "too_short"), (b'{"transactions": {}}', "list_type")],
+)
+def test_batch_request_leaves_a_body_that_is_no_batch_to_the_schema(body: bytes, rule: str) -> None:
+    """A body the column-wise check declines gets the schema's own error."""
+    with pytest.raises(ValidationError) as info:
+        guard.CheckedBatchRequest.model_validate_json(body)
+    assert [(e["loc"], e["type"]) for e in info.value.errors()] == [(("transactions",), rule)]
+
+
+@pytest.mark.parametrize(("path", "handed"), [("/predict_batch", True), ("/predict", False)])
+def test_guard_hands_its_parse_to_the_batch_routes_only(path: str, handed: bool) -> None:
+    """Inside the app the batch routes see (body, parse); others nothing; after, nothing."""
+    body = orjson.dumps({"transactions": [make_transaction()]})
+    seen: list[object] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(guard.PARSED.get())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        return None
+
+    scope = {"type": "http", "path": path, "headers": [(b"content-type", b"application/json")]}
+    asyncio.run(guard.RequestGuard(app, max_body_bytes=10**6)(scope, receive, send))
+    assert seen == [(body, orjson.loads(body)) if handed else None]
+    assert guard.PARSED.get() is None
