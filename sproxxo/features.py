@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sproxxo.errors import FeatureSchemaMismatch
-from sproxxo.history import HISTORY_FEATURES, Event, Profile, event_time_ms, to_cents
+from sproxxo.history import HISTORY_FEATURES, EventColumns, Profile, event_time_ms
 from sproxxo.risk import (
     CATEGORY_TYPICAL_AMOUNT_USD,
     INDICATORS,
@@ -269,21 +269,16 @@ def _derive_one(raw: Mapping[str, Any], code: Any) -> Derived:
     )
 
 
-def history_events(columns: Mapping[str, Sequence[Any]]) -> list[Event]:
+def history_events(columns: Mapping[str, Sequence[Any]]) -> EventColumns:
     """The card-history events (`sproxxo.history`) of canonical columns."""
-    codes = category_codes(columns["merchant_category"]).tolist()
-    return [
-        Event(event_time_ms(t), to_cents(amount), code, float(lat), float(lon), str(key))
-        for t, amount, code, lat, lon, key in zip(
-            columns["epoch_seconds"],
-            columns["amount"],
-            codes,
-            columns["merch_lat"],
-            columns["merch_long"],
-            columns["transaction_id"],
-            strict=True,
-        )
-    ]
+    return EventColumns.of(
+        columns["epoch_seconds"],
+        columns["amount"],
+        category_codes(columns["merchant_category"]),
+        columns["merch_lat"],
+        columns["merch_long"],
+        columns["transaction_id"],
+    )
 
 
 def fill_profiles(

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, Protocol
 
@@ -114,6 +114,57 @@ class CardState:
         if self.last is not None:
             times.append(self.last.t_ms)
         return max(times) if times else None
+
+
+@dataclass(frozen=True)
+class EventColumns(Sequence[Event]):
+    """Events as columns (one array per field, the keys as a list): what a scored batch
+    records, made without an `Event` per row; reads as those events. The compiled store
+    (`history_packed.events_of`) takes the arrays as they are."""
+
+    t_ms: npt.NDArray[np.int64]
+    cents: npt.NDArray[np.int64]
+    category: npt.NDArray[np.int64]
+    lat: npt.NDArray[np.float64]
+    lon: npt.NDArray[np.float64]
+    keys: list[str]
+
+    @classmethod
+    def of(
+        cls,
+        epoch_seconds: Sequence[float],
+        amounts: Sequence[float],
+        categories: npt.NDArray[np.integer[Any]],
+        lat: Sequence[float],
+        lon: Sequence[float],
+        keys: Sequence[Any],
+    ) -> EventColumns:
+        """The events of canonical values: times in whole ms and amounts in cents, each
+        rounded half to even as `event_time_ms` and `to_cents` round one value."""
+        return cls(
+            np.rint(np.asarray(epoch_seconds, dtype=np.float64) * 1000.0).astype(np.int64),
+            np.rint(np.asarray(amounts, dtype=np.float64) * 100.0).astype(np.int64),
+            np.asarray(categories, dtype=np.int64),
+            np.asarray(lat, dtype=np.float64),
+            np.asarray(lon, dtype=np.float64),
+            [str(key) for key in keys],
+        )
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return list(self)[index]
+        i = range(len(self))[index]
+        return Event(
+            int(self.t_ms[i]), int(self.cents[i]), int(self.category[i]),
+            float(self.lat[i]), float(self.lon[i]), self.keys[i],
+        )  # fmt: skip
+
+    def __iter__(self) -> Iterator[Event]:
+        columns = (self.t_ms, self.cents, self.category, self.lat, self.lon)
+        return map(Event._make, zip(*(c.tolist() for c in columns), self.keys, strict=True))
 
 
 def event_time_ms(epoch_seconds: float) -> int:
@@ -207,6 +258,12 @@ def key_rank(key: str) -> int:
     retry in a packed state (`sproxxo.history_packed`): the first 8 bytes of the
     transaction id's SHA-1, big-endian (Redis's `redis.sha1hex` compares the same way)."""
     return int.from_bytes(hashlib.sha1(key.encode(), usedforsecurity=False).digest()[:8], "big")
+
+
+def key_ranks(keys: Sequence[str]) -> npt.NDArray[np.uint64]:
+    """`key_rank` of each key, as one array (the digests joined, read big-endian)."""
+    digests = b"".join([hashlib.sha1(k.encode(), usedforsecurity=False).digest()[:8] for k in keys])
+    return np.frombuffer(digests, dtype=">u8").astype(np.uint64)
 
 
 def _haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

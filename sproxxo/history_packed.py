@@ -40,7 +40,9 @@ from sproxxo.history import (
     RETENTION_MS,
     CardState,
     Event,
+    EventColumns,
     key_rank,
+    key_ranks,
 )
 
 _FIELDS: Final = ("t", "cents", "lat", "lon", "h", "cat")
@@ -72,7 +74,12 @@ class Batch:
 
 
 def events_of(events: Sequence[Event]) -> Batch:
-    """The columns of `events` (one pass over them)."""
+    """The columns of `events` (one pass over them; none for `EventColumns`)."""
+    if isinstance(events, EventColumns):
+        return Batch(
+            t=events.t_ms, cents=events.cents, cat=events.category, lat=events.lat,
+            lon=events.lon, h=key_ranks(events.keys),
+        )  # fmt: skip
     rows = np.array(
         [(e.t_ms, e.cents, e.lat, e.lon, key_rank(e.key), e.category) for e in events],
         dtype=EVENT,

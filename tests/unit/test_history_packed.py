@@ -18,6 +18,7 @@ from sproxxo.history_packed import (
     pack,
     unpack,
 )
+from sproxxo.schemas import CATEGORIES
 
 T0 = 1_750_000_000_000
 STEPS = (0, 0, 1, 1_000, 60_000, HOUR_MS, DAY_MS, 8 * DAY_MS, -3 * DAY_MS, -9 * DAY_MS)
@@ -122,3 +123,44 @@ def test_packed_state_round_trips_a_reference_state() -> None:
     assert state.last is not None
     assert plain["last"][0] == state.last.t_ms
     assert plain["last"][4] == key_rank(state.last.key)
+
+
+def test_event_columns_read_and_pack_as_the_events_they_hold() -> None:
+    """`history_events`' columns (times and cents rounded in numpy, halves included) are
+    the `Event`s made one by one, and `events_of` packs them identically."""
+    from sproxxo.features import category_codes, history_events
+    from sproxxo.history import EventColumns, event_time_ms, to_cents
+    from sproxxo.history_packed import events_of
+
+    rng = np.random.default_rng(5)
+    n = 500
+    epochs = [*np.round(rng.uniform(1.7e9, 1.8e9, n), 4).tolist(), 1.0005, 2.0015, 1e9 + 5e-4]
+    amounts = [*np.round(rng.uniform(0.01, 9_999, n), 2).tolist(), 0.125, 0.135, 10.005]
+    columns = {
+        "epoch_seconds": epochs,
+        "amount": amounts,
+        "merchant_category": [CATEGORIES[i % len(CATEGORIES)] for i in range(n + 3)],
+        "merch_lat": rng.uniform(-90, 90, n + 3).tolist(),
+        "merch_long": [int(v) for v in rng.integers(-180, 180, n + 3)],
+        "transaction_id": [f"tx-{i}" for i in range(n + 3)],
+    }
+    made = [
+        Event(event_time_ms(t), to_cents(a), int(code), float(la), float(lo), key)
+        for t, a, code, la, lo, key in zip(
+            epochs,
+            amounts,
+            category_codes(columns["merchant_category"]),
+            columns["merch_lat"],
+            columns["merch_long"],
+            columns["transaction_id"],
+            strict=True,
+        )
+    ]
+    events = history_events(columns)
+    assert isinstance(events, EventColumns)
+    assert list(events) == made
+    assert [events[i] for i in (0, -1)] == [made[0], made[-1]]
+    assert events[1:3] == made[1:3]
+    packed, expected = events_of(events), events_of(made)
+    for name in ("t", "cents", "cat", "lat", "lon", "h"):
+        assert np.array_equal(getattr(packed, name), getattr(expected, name)), name
