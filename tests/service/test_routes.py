@@ -251,3 +251,33 @@ def test_wrong_method_on_a_model_route_is_405_naming_each_allowed_method_once(
     r = client.put("/models/shadow", headers={"X-Admin-Token": ADMIN_TOKEN})
     assert r.status_code == 405, r.text
     assert r.headers["allow"] == "DELETE, GET"
+
+
+def test_predict_batch_validates_the_guards_own_parse(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through BentoML, the batch route's column-wise check reads the very objects the
+    guard parsed (the body is parsed once), and answers from them."""
+    from sproxxo.serving import guard
+
+    parsed: list[object] = []
+    checked: list[object] = []
+    check_json, check_batch = guard.checked_json, guard.check_batch
+
+    def spied_json(body: bytes, limits: guard.JsonLimits) -> tuple[object, object]:
+        found = check_json(body, limits)
+        parsed.append(found[1])
+        return found
+
+    def spied_batch(body: object) -> object:
+        checked.append(body)
+        return check_batch(body)
+
+    monkeypatch.setattr(guard, "checked_json", spied_json)
+    monkeypatch.setattr(guard, "check_batch", spied_batch)
+    items = [make_transaction(transaction_id=f"tx-p-{i}") for i in range(3)]
+    r = client.post("/predict_batch", json={"transactions": items})
+    assert r.status_code == 200, r.text
+    assert [res["transaction_id"] for res in r.json()["results"]] == ["tx-p-0", "tx-p-1", "tx-p-2"]
+    assert len(parsed) == len(checked) == 1
+    assert checked[0] is parsed[0]
