@@ -35,7 +35,6 @@ from typing import Any, Final, cast
 
 import numpy as np
 import orjson
-from pydantic import ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sproxxo.columnar import check_batch
@@ -215,8 +214,6 @@ class CheckedBatchRequest(BatchRequest):
     """`BatchRequest` as BentoML reads it: validated column-wise (`sproxxo.columnar`) from
     the guard's parse, by the schema itself when the body is not a batch at all."""
 
-    model_config = ConfigDict(title="BatchRequest")
-
     @classmethod
     def model_validate_json(  # type: ignore[override]
         cls, json_data: str | bytes | bytearray, **options: Any
@@ -231,6 +228,11 @@ class CheckedBatchRequest(BatchRequest):
         if checked is None:
             return super().model_validate_json(json_data, **options)
         return cls.model_construct(transactions=cast(list[Any], checked))
+
+
+#: BentoML names the route's input model after this (`BatchRequestIODescriptor`): its
+#: validation errors and documented components read as they did before the subclass.
+CheckedBatchRequest.__name__ = CheckedBatchRequest.__qualname__ = BatchRequest.__name__
 
 
 class RequestGuard:

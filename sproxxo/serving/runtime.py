@@ -164,12 +164,11 @@ class Runtime:
         scored = self.score(valid, owners, explain=explain, columns=columns) if rows else []
         results: list[Record] = scored
         if len(rows) < len(items):
-            results = [{}] * len(items)
-            for i, record in zip(rows, scored, strict=True):
-                results[i] = record
-            for index in sorted(set(range(len(items))).difference(rows)):
-                results[index] = item_error(index, items[index]).model_dump()
-                self.observer.refused("batch_item")
+            answers, valid_rows = iter(scored), set(rows)
+            results = [
+                next(answers) if index in valid_rows else self._refusal(index, items[index])
+                for index in range(len(items))
+            ]
         return {
             "model_tag": bundle.tag,
             "count": len(results),
@@ -177,6 +176,11 @@ class Runtime:
             "refused": len(results) - len(valid),
             "results": results,
         }
+
+    def _refusal(self, index: int, item: Any) -> Record:
+        """A refused batch item's answer (its capped field errors), counted."""
+        self.observer.refused("batch_item")
+        return item_error(index, item).model_dump()
 
     async def injected_fault(self) -> None:
         """dev only (Settings refuses it elsewhere): make a request slow by construction."""

@@ -147,6 +147,7 @@ def test_predict_batch_size_limit_is_400(client: TestClient) -> None:
     assert r.status_code == 400
     assert r.json()["detail"][0]["loc"] == ["transactions"]
     assert r.json()["detail"][0]["type"] == "too_long"
+    assert r.json()["error"] == "1 validation error for BatchRequestIODescriptor"  # as before
 
 
 def test_score_batchable_endpoint_scores_lists(client: TestClient) -> None:
