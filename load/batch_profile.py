@@ -49,7 +49,7 @@ from typing import Any
 
 import orjson
 
-from sproxxo.history import HISTORY_FEATURES
+from sproxxo.history import HISTORY_FEATURES, view_columns
 from sproxxo.schemas import BatchRequest, BatchResponse
 from sproxxo.serving.guard import CheckedBatchRequest
 
@@ -205,11 +205,10 @@ def score_steps(
             transactions = [tx for tx in items if isinstance(tx, Transaction)]
             columns = columns_from_transactions(transactions)
     with clock.step("score: history store"):
-        views = runtime._history(columns)
-        history = [view.features for view in views]
-        transactions = fill_profiles(transactions, columns, [view.profile for view in views])
+        history, profiles = view_columns(runtime._history(columns))
+        transactions = fill_profiles(transactions, columns, profiles)
         for k, name in enumerate(HISTORY_FEATURES):
-            columns[name] = [h[k] for h in history]
+            columns[name] = history[:, k].tolist()
     now = datetime.now(UTC)
     with clock.step("score: features"):
         numeric = numeric_columns(columns)

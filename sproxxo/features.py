@@ -292,8 +292,10 @@ def fill_profiles(
     missing = {name: [v is None for v in columns[name]] for name in PROFILE_COLUMNS}
     updates: dict[int, dict[str, Any]] = {}
     for i, profile in enumerate(profiles):
+        if profile is None:  # most cards in a batch: nothing to fill from
+            continue
         gaps = [name for name in PROFILE_COLUMNS if missing[name][i]]
-        if gaps and profile is not None:
+        if gaps:
             values = profile.fields_at(event_time_ms(columns["epoch_seconds"][i]))
             updates[i] = {name: values[name] for name in gaps}
     if not updates:

@@ -42,7 +42,7 @@ import hashlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -371,6 +371,44 @@ class CardView(NamedTuple):
     profile: Profile | None = None
 
 
+class CardViews(Sequence[CardView]):
+    """A batch's views as columns, as the packed store computes them: row i of `matrix` is
+    event i's history features, `profiles[i]` its card's profile. Read as `CardView`s on
+    demand; `view_columns` takes the columns as they are (a thousand views are not built
+    to be taken apart again)."""
+
+    __slots__ = ("matrix", "profiles")
+
+    def __init__(self, matrix: npt.NDArray[np.float64], profiles: Sequence[Profile | None]):
+        if matrix.shape != (len(profiles), len(HISTORY_FEATURES)):
+            raise ValueError(f"history matrix {matrix.shape} for {len(profiles)} profiles")
+        self.matrix = matrix
+        self.profiles = profiles
+
+    def __len__(self) -> int:
+        return len(self.profiles)
+
+    @overload
+    def __getitem__(self, index: int) -> CardView: ...
+    @overload
+    def __getitem__(self, index: slice) -> CardViews: ...
+    def __getitem__(self, index: int | slice) -> CardView | CardViews:
+        if isinstance(index, slice):
+            return CardViews(self.matrix[index], self.profiles[index])
+        return CardView(tuple(self.matrix[index].tolist()), self.profiles[index])
+
+
+def view_columns(
+    views: Sequence[CardView],
+) -> tuple[npt.NDArray[np.float64], Sequence[Profile | None]]:
+    """The history features of `views` as an (n, len(HISTORY_FEATURES)) matrix, and their
+    profiles."""
+    if isinstance(views, CardViews):
+        return views.matrix, views.profiles
+    matrix = np.array([view.features for view in views], dtype=np.float64)
+    return matrix.reshape(len(views), len(HISTORY_FEATURES)), [view.profile for view in views]
+
+
 #: A store call's time budget counts per this many events (`call_budget`).
 BULK_EVENTS: Final = 100
 
@@ -391,7 +429,7 @@ class HistoryStore(Protocol):
     state before it, then the event recorded; a batch is one round trip, whose budget is
     `call_budget` of the store's timeout."""
 
-    def observe(self, cards: Sequence[str], events: Sequence[Event]) -> list[CardView]:
+    def observe(self, cards: Sequence[str], events: Sequence[Event]) -> Sequence[CardView]:
         """History features (and profile) of each event's card, recording the events."""
 
     def put_profiles(self, profiles: Mapping[str, Profile]) -> None:

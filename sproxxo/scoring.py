@@ -154,18 +154,20 @@ def score(
     *,
     now: datetime,
     columns: dict[str, list[Any]] | None = None,
-    history: Sequence[Sequence[float]] | None = None,
+    history: npt.NDArray[np.float64] | Sequence[Sequence[float]] | None = None,
     explain: Sequence[bool] | bool = False,
 ) -> Scored:
     """Rules, features, one model call and the decision policy for validated transactions,
     and the explanations of reviews, declines and the rows of `explain` (all when True).
 
     `columns`: their canonical columns if already made; `history`: each transaction's
-    history features (`sproxxo.history`, from the store), None scores them as unknown."""
+    history features (`sproxxo.history`, from the store: a row each), None scores them as
+    unknown."""
     columns = columns if columns is not None else columns_from_transactions(transactions)
     if history is not None:
+        matrix = np.asarray(history, dtype=np.float64).reshape(-1, len(HISTORY_FEATURES))
         for k, name in enumerate(HISTORY_FEATURES):
-            columns[name] = [h[k] for h in history]
+            columns[name] = matrix[:, k].tolist()
     numeric = numeric_columns(columns)  # read by the features and by the rules
     derived = derive(columns, numeric=numeric)
     probabilities = model.predict_matrix(derived.matrix)

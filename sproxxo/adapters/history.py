@@ -84,7 +84,7 @@ class Reopening:
             self._store = store
             return store
 
-    def observe(self, cards: Sequence[str], events: Sequence[Event]) -> list[CardView]:
+    def observe(self, cards: Sequence[str], events: Sequence[Event]) -> Sequence[CardView]:
         """`HistoryStore.observe` on the opened store."""
         return self._get().observe(cards, events)
 

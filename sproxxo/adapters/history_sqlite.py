@@ -43,7 +43,7 @@ from typing import Final
 
 import orjson
 
-from sproxxo.history import CardView, Event, Profile, call_budget, state_from_parts
+from sproxxo.history import CardViews, Event, Profile, call_budget, state_from_parts
 from sproxxo.history_packed import (
     EMPTY_AGGREGATES,
     events_of,
@@ -140,7 +140,7 @@ class SqliteHistory:
                     raise
                 time.sleep(0.02)
 
-    def observe(self, cards: Sequence[str], events: Sequence[Event]) -> list[CardView]:
+    def observe(self, cards: Sequence[str], events: Sequence[Event]) -> CardViews:
         """History features and profile of each event's card (in order), recording the
         events."""
         distinct = list(dict.fromkeys(cards))
@@ -169,10 +169,7 @@ class SqliteHistory:
                 raise
         finally:
             self._lock.release()
-        return [
-            CardView(tuple(row), profiles.get(card))
-            for row, card in zip(found.tolist(), cards, strict=True)
-        ]
+        return CardViews(found, [profiles.get(card) for card in cards])
 
     def put_profiles(self, profiles: Mapping[str, Profile]) -> None:
         """Load or replace card profiles."""

@@ -25,7 +25,7 @@ from sproxxo import jit, kernels
 from sproxxo.columnar import CheckedBatch
 from sproxxo.errors import ModelUnavailable
 from sproxxo.features import columns_from_transactions, fill_profiles, history_events
-from sproxxo.history import UNAVAILABLE, CardView, HistoryStore
+from sproxxo.history import UNAVAILABLE, CardView, HistoryStore, view_columns
 from sproxxo.ml.bundle import ModelBundle
 from sproxxo.records import Sink, log_chunk, slice_chunk
 from sproxxo.risk import HIGH_RISK_SCORE
@@ -114,8 +114,8 @@ class Runtime:
         views = self._history(columns)
         history = None
         if views is not None:
-            history = [view.features for view in views]
-            transactions = fill_profiles(transactions, columns, [view.profile for view in views])
+            history, profiles = view_columns(views)
+            transactions = fill_profiles(transactions, columns, profiles)
         now = datetime.now(UTC)
         scored = score(
             transactions, bundle, now=now, columns=columns, history=history, explain=explain
@@ -251,7 +251,7 @@ class Runtime:
             dropped=stats.dropped,
         )
 
-    def _history(self, columns: dict[str, list[Any]]) -> list[CardView] | None:
+    def _history(self, columns: dict[str, list[Any]]) -> Sequence[CardView] | None:
         """Each transaction's history features from the store, recording them; when the
         store fails or is slow past its budget: every history feature unknown (NaN), counted,
         and the answers say `history: unavailable`. Never fails the request."""

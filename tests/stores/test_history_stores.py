@@ -30,12 +30,14 @@ from sproxxo.history import (
     DAY_MS,
     HISTORY_FEATURES,
     CardState,
+    CardViews,
     Event,
     HistoryStore,
     Profile,
     call_budget,
     observe,
     state_to_parts,
+    view_columns,
 )
 from sproxxo.history_packed import unpack
 from sproxxo.settings import Settings
@@ -109,6 +111,33 @@ def test_profiles_come_back_with_the_features(store: HistoryStore) -> None:
     views = store.observe(["known", "stranger"], [ev(HISTORY_T0, "p1"), ev(HISTORY_T0, "p2")])
     assert views[0].profile == profile
     assert views[1].profile is None
+
+
+def test_views_as_columns_equal_the_views_one_by_one(store: HistoryStore) -> None:
+    """`view_columns` of a batch's views (the SQLite store's `CardViews` taken as they are,
+    Redis's list stacked) equals reading each `CardView`: features NaN where NaN, profiles
+    in event order."""
+    profile = Profile(40.1, -74.2, 12_345, 37, HISTORY_T0, HISTORY_T0 - 90 * DAY_MS)
+    store.put_profiles({"known": profile})
+    cards = ["known", "stranger", "known", "other", "stranger"]
+    views = store.observe(cards, [ev(HISTORY_T0 + 60_000 * i, f"v{i}") for i in range(5)])
+    matrix, profiles = view_columns(views)
+    assert matrix.shape == (5, len(HISTORY_FEATURES))
+    np.testing.assert_array_equal(matrix, np.array([view.features for view in views]))
+    assert list(profiles) == [view.profile for view in views]
+    assert list(profiles) == [profile, None, profile, None, None]
+    assert matrix[2, IDX["card_tx_1h"]] == 1.0  # the second "known" saw the first
+    np.testing.assert_array_equal(
+        [v.features for v in views[1:3]], [v.features for v in list(views)[1:3]]
+    )
+
+
+def test_card_views_refuse_a_matrix_of_the_wrong_shape() -> None:
+    """A store's matrix must hold one row of every history feature per profile."""
+    with pytest.raises(ValueError, match="history matrix"):
+        CardViews(np.zeros((2, len(HISTORY_FEATURES))), [None])
+    with pytest.raises(ValueError, match="history matrix"):
+        CardViews(np.zeros((1, 3)), [None])
 
 
 def _hammer(kind: str, where: str, worker: int, n: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -82,6 +83,17 @@ def test_file_sink_appends(tmp_path: Path) -> None:
     sink.write([_chunk(_record(1))])
     sink.write([_chunk(_record(2))])
     assert len(sink.path_for(T0).read_bytes().splitlines()) == 2
+
+
+def test_file_sink_remakes_a_removed_partition(tmp_path: Path) -> None:
+    """The sink makes a partition's folder once, and again when it was removed since (a
+    clean-up of old hours), without losing the record."""
+    sink = FileSink(tmp_path / "log")
+    sink.write([_chunk(_record(1))])
+    shutil.rmtree(tmp_path / "log")
+    sink.write([_chunk(_record(2))])
+    lines = sink.path_for(T0).read_bytes().splitlines()
+    assert [orjson.loads(line)["columns"]["transaction_id"] for line in lines] == [["tx-2"]]
 
 
 def test_prediction_log_close_flushes_all_accepted(tmp_path: Path) -> None:
