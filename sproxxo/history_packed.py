@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -58,6 +59,9 @@ AGGREGATES: Final = np.dtype(
 )
 EMPTY_AGGREGATES: Final = np.zeros(1, dtype=AGGREGATES).tobytes()
 _WIDTH: Final = len(HISTORY_FEATURES)
+#: One `EVENT` record as `struct` packs it (the same 48 bytes, little-endian, no padding):
+#: a batch of events is packed without numpy parsing each tuple (~5 µs for one event).
+_EVENT_STRUCT: Final = struct.Struct("<qqddQq")
 Floats = npt.NDArray[np.float64]
 
 
@@ -80,8 +84,11 @@ def events_of(events: Sequence[Event]) -> Batch:
             t=events.t_ms, cents=events.cents, cat=events.category, lat=events.lat,
             lon=events.lon, h=key_ranks(events.keys),
         )  # fmt: skip
-    rows = np.array(
-        [(e.t_ms, e.cents, e.lat, e.lon, key_rank(e.key), e.category) for e in events],
+    pack_event = _EVENT_STRUCT.pack
+    rows = np.frombuffer(
+        bytearray().join(
+            [pack_event(e.t_ms, e.cents, e.lat, e.lon, key_rank(e.key), e.category) for e in events]
+        ),  # writable, as the kernel's signature takes the batch
         dtype=EVENT,
     )
     return Batch(
@@ -106,7 +113,9 @@ def observe_batch(
     old = np.frombuffer(b"".join(s[0] for s in states), dtype=EVENT)
     sizes = (len(s[0]) // EVENT.itemsize for s in states)
     old_offsets = np.fromiter(itertools.accumulate(sizes, initial=0), np.int64, m + 1)
-    aggs = np.frombuffer(b"".join(s[1] for s in states), dtype=AGGREGATES).copy()
+    # the kernel folds into them: a writable buffer (a structured array's copy() costs
+    # ~9 µs even for one record)
+    aggs = np.frombuffer(bytearray(b"".join([s[1] for s in states])), dtype=AGGREGATES)
     new = np.empty(len(old) + n, dtype=EVENT)
     new_offsets = np.empty(m + 1, dtype=np.int64)  # the kernel's: room for old + batch
     out = np.empty((n, _WIDTH), dtype=np.float64)

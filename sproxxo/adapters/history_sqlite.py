@@ -64,7 +64,9 @@ CREATE TABLE IF NOT EXISTS profiles (
     profile TEXT NOT NULL
 ) WITHOUT ROWID;
 """
-
+_WRITE: Final = (
+    "INSERT OR REPLACE INTO cards (card_id, events, aggregates, updated_ms) VALUES (?, ?, ?, ?)"
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +160,7 @@ class SqliteHistory:
                 self._wait_ms = wait_ms
             self._conn.execute("BEGIN IMMEDIATE")  # waits at most wait_ms
             try:
-                stored = self._read(distinct)
-                profiles = self._profiles(distinct)
+                stored, profiles = self._read(distinct)
                 before = [stored.get(card, (b"", EMPTY_AGGREGATES)) for card in distinct]
                 found, after = observe_batch(before, [index[card] for card in cards], batch)
                 self._write(distinct, after)
@@ -179,29 +180,27 @@ class SqliteHistory:
             self._conn.executemany("INSERT OR REPLACE INTO profiles VALUES (?, ?)", rows)
             self._conn.execute("COMMIT")
 
-    def _profiles(self, cards: list[str]) -> dict[str, Profile]:
-        marks = ",".join("?" * len(cards))
+    def _read(self, cards: list[str]) -> tuple[dict[str, Packed], dict[str, Profile]]:
+        """The stored state and the profile of each card that has one: one query."""
+        keys = ",".join(["(?)"] * len(cards))
         rows = self._conn.execute(
-            f"SELECT card_id, profile FROM profiles WHERE card_id IN ({marks})",  # noqa: S608 - placeholders only
+            f"WITH k(card_id) AS (VALUES {keys}) "  # noqa: S608 - placeholders only
+            "SELECT k.card_id, c.events, c.aggregates, p.profile FROM k "
+            "LEFT JOIN cards c ON c.card_id = k.card_id "
+            "LEFT JOIN profiles p ON p.card_id = k.card_id",
             cards,
-        )
-        return {card: Profile.decode(text) for card, text in rows}
-
-    def _read(self, cards: list[str]) -> dict[str, Packed]:
-        marks = ",".join("?" * len(cards))
-        rows = self._conn.execute(
-            f"SELECT card_id, events, aggregates FROM cards WHERE card_id IN ({marks})",  # noqa: S608 - placeholders only
-            cards,
-        )
-        return {card: _packed(events, aggs) for card, events, aggs in rows}
+        ).fetchall()
+        states = {card: _packed(ev, ag) for card, ev, ag, _ in rows if ev is not None}
+        profiles = {card: Profile.decode(text) for card, *_, text in rows if text is not None}
+        return states, profiles
 
     def _write(self, cards: list[str], states: list[Packed]) -> None:
         now = int(time.time() * 1000)
-        self._conn.executemany(
-            "INSERT OR REPLACE INTO cards (card_id, events, aggregates, updated_ms) "
-            "VALUES (?, ?, ?, ?)",
-            [(card, events, aggs, now) for card, (events, aggs) in zip(cards, states, strict=True)],
-        )
+        rows = [(card, ev, aggs, now) for card, (ev, aggs) in zip(cards, states, strict=True)]
+        if len(rows) == 1:  # a single transaction: execute() skips executemany's iterator
+            self._conn.execute(_WRITE, rows[0])
+        else:
+            self._conn.executemany(_WRITE, rows)
 
     def forget_idle(self, *, idle_days: float) -> int:
         """Delete the cards not seen for `idle_days` (their history has expired); returns

@@ -164,3 +164,24 @@ def test_event_columns_read_and_pack_as_the_events_they_hold() -> None:
     packed, expected = events_of(events), events_of(made)
     for name in ("t", "cents", "cat", "lat", "lon", "h"):
         assert np.array_equal(getattr(packed, name), getattr(expected, name)), name
+
+
+def test_events_of_packs_the_event_record_layout() -> None:
+    """`events_of` packs events with `struct` (no numpy parsing of tuples): the bytes are
+    `EVENT` records as numpy lays them out, negative and extreme values included, and the
+    columns are writable (the kernel's signature takes the batch so)."""
+    events = [
+        Event(T0, 12_345, 3, 40.7, -74.0, "a"),
+        Event(-1, -99, 0, -90.0, 180.0, "b"),
+        Event(2**62, 2**40, len(CATEGORIES) - 1, 1e-300, -0.0, "ć"),
+    ]
+    expected = np.array(
+        [(e.t_ms, e.cents, e.lat, e.lon, key_rank(e.key), e.category) for e in events],
+        dtype=EVENT,
+    )
+    batch = events_of(events)
+    for name in ("t", "cents", "lat", "lon", "h", "cat"):
+        column = getattr(batch, name)
+        assert column.tobytes() == expected[name].tobytes(), name
+        assert column.flags.writeable, name
+    assert len(events_of([]).t) == 0
