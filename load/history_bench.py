@@ -6,8 +6,10 @@ and what a card costs in memory.
 * latency: `observe` of one transaction (what /predict adds: read the card, compute the
   features, record the event, commit) on a store already holding `--warm-cards` cards,
   p50/p95/p99 over `--calls` calls on random cards; and a 1,000-transaction batch (one
-  round trip) per transaction. SQLite on a temp file (WAL, as the service opens it) and a
-  real `redis-server` on loopback (Debian's package), started and stopped here;
+  round trip) per transaction. The events go in as the service passes them (`EventColumns`,
+  made before the call; until 2026-12-04 a list of `Event`s, packed inside the timed call).
+  SQLite on a temp file (WAL, as the service opens it) and a real `redis-server` on
+  loopback (Debian's package), started and stopped here;
 * stalls: SQLite alone, 15,000 one-card calls at 1,000 a second, with SQLite's own WAL
   checkpoint (in the committing call), with the store's checkpoint thread (the default),
   and with `synchronous=off`: the tail a checkpoint's fsyncs put on a scoring call;
@@ -31,10 +33,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from load import procs
 from sproxxo.adapters.history_redis import RedisHistory
 from sproxxo.adapters.history_sqlite import SqliteHistory
-from sproxxo.history import HOUR_MS, Event, HistoryStore
+from sproxxo.history import HOUR_MS, Event, EventColumns, HistoryStore
 from sproxxo.settings import SqliteSynchronous
 
 T0 = 1_750_000_000_000
@@ -43,6 +47,19 @@ TARGET_P50_US = {"SQLite": 100.0, "Redis": 300.0}
 
 def _event(rng: random.Random, t_ms: int, key: str) -> Event:
     return Event(t_ms, rng.randrange(100, 50_000), rng.randrange(14), 40.0, -74.0, key)
+
+
+def as_columns(events: list[Event]) -> EventColumns:
+    """Events as the service hands them to a store: columns, made before the call
+    (`sproxxo.features.history_events`), so a timed call is what /predict's store call is."""
+    return EventColumns(
+        np.array([e.t_ms for e in events], dtype=np.int64),
+        np.array([e.cents for e in events], dtype=np.int64),
+        np.array([e.category for e in events], dtype=np.int64),
+        np.array([e.lat for e in events], dtype=np.float64),
+        np.array([e.lon for e in events], dtype=np.float64),
+        [e.key for e in events],
+    )
 
 
 def fill(store: HistoryStore, *, cards: int, per_card: int, seed: int = 0) -> float:
@@ -66,9 +83,9 @@ def call_latency(store: HistoryStore, *, cards: int, calls: int, rate: float = 0
         if rate and (wait := start + i / rate - time.perf_counter()) > 0:
             time.sleep(wait)
         card = f"card_{rng.randrange(cards):08d}"
-        event = _event(rng, T0 + 24 * HOUR_MS + i, f"l{i}")
+        event = as_columns([_event(rng, T0 + 24 * HOUR_MS + i, f"l{i}")])
         t0 = time.perf_counter_ns()
-        store.observe([card], [event])
+        store.observe([card], event)
         out.append((time.perf_counter_ns() - t0) / 1e3)
     return out
 
@@ -79,7 +96,7 @@ def batch_latency(store: HistoryStore, *, cards: int, batches: int = 20) -> floa
     total = 0.0
     for b in range(batches):
         ids = [f"card_{rng.randrange(cards):08d}" for _ in range(1_000)]
-        events = [_event(rng, T0 + 48 * HOUR_MS + b, f"b{b}-{i}") for i in range(1_000)]
+        events = as_columns([_event(rng, T0 + 48 * HOUR_MS + b, f"b{b}-{i}") for i in range(1_000)])
         t0 = time.perf_counter()
         store.observe(ids, events)
         total += time.perf_counter() - t0
