@@ -196,11 +196,10 @@ class SqliteHistory:
 
     def _write(self, cards: list[str], states: list[Packed]) -> None:
         now = int(time.time() * 1000)
-        rows = [(card, ev, aggs, now) for card, (ev, aggs) in zip(cards, states, strict=True)]
-        if len(rows) == 1:  # a single transaction: execute() skips executemany's iterator
-            self._conn.execute(_WRITE, rows[0])
-        else:
-            self._conn.executemany(_WRITE, rows)
+        self._conn.executemany(
+            _WRITE,
+            [(card, ev, aggs, now) for card, (ev, aggs) in zip(cards, states, strict=True)],
+        )
 
     def forget_idle(self, *, idle_days: float) -> int:
         """Delete the cards not seen for `idle_days` (their history has expired); returns
