@@ -29,7 +29,9 @@ def day() -> pd.DataFrame:
     start = int(time.time()) - 22 * 3600
     squeezed = (frame["epoch_seconds"] - frame["epoch_seconds"].min()) * (21 * 3600 / span)
     frame["epoch_seconds"] = start + squeezed.round().astype("int64")
-    frame["card_id"] = f"card_{tag}_" + frame["card_id"].str.removeprefix("card_")
+    # a letter between the tag and the card's 12 hex digits: joined, the two could hold
+    # the 13+ digits of a card number, which the schema refuses (rule no_pan; ~4% of tags)
+    frame["card_id"] = f"card_{tag}_k" + frame["card_id"].str.removeprefix("card_")
     frame["transaction_id"] = f"tx-{tag}-" + frame["transaction_id"]
     frame.loc[frame.index[::250], "amount"] = 12_500.0  # amount_over_limit: declined
     return frame.sort_values(["epoch_seconds", "transaction_id"]).reset_index(drop=True)
