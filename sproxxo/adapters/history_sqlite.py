@@ -64,9 +64,7 @@ CREATE TABLE IF NOT EXISTS profiles (
     profile TEXT NOT NULL
 ) WITHOUT ROWID;
 """
-_WRITE: Final = (
-    "INSERT OR REPLACE INTO cards (card_id, events, aggregates, updated_ms) VALUES (?, ?, ?, ?)"
-)
+
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +195,9 @@ class SqliteHistory:
     def _write(self, cards: list[str], states: list[Packed]) -> None:
         now = int(time.time() * 1000)
         self._conn.executemany(
-            _WRITE,
-            [(card, ev, aggs, now) for card, (ev, aggs) in zip(cards, states, strict=True)],
+            "INSERT OR REPLACE INTO cards (card_id, events, aggregates, updated_ms) "
+            "VALUES (?, ?, ?, ?)",
+            [(card, events, aggs, now) for card, (events, aggs) in zip(cards, states, strict=True)],
         )
 
     def forget_idle(self, *, idle_days: float) -> int:
