@@ -11,6 +11,9 @@ trees of at most 31 leaves) on `--rows` synthetic transactions, then, pinned to 
   same over the rows the model reviews or declines; the kernel alone; one-row
   `predict_matrix` for scale; and the cost per row of one call over 64 rows (the
   micro-batcher's largest batch);
+* calls of several rows (a batch's reviews and declines): per row, the row kernel against
+  the block kernel `shap_values` uses from `FEWEST_BLOCKED` rows on, on the same calls in
+  alternation;
 * exactness: the largest |base value + sum of contributions - raw score| over those rows;
 * the service path: `score(...).records()` of one transaction without and with its
   explanation (`valid_bodies` payloads), and the decision mix of those payloads at the
@@ -27,6 +30,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/sklearn load OpenM
 
 import argparse
 import json
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -130,6 +134,37 @@ def kernel_rows(bundle: Any, matrix: np.ndarray) -> list[tuple[str, list[float]]
     return out
 
 
+def block_rows(bundle: Any, matrix: np.ndarray) -> list[tuple[str, float, float]]:
+    """Per row, the row kernel against the block kernel on the same calls of n rows
+    (`shap_values` sends n >= FEWEST_BLOCKED rows to the block kernel), timed in
+    alternation so both see the same machine: (call size, row kernel µs, block µs), medians
+    over the calls."""
+    import dataclasses
+
+    from sproxxo.ml import explain
+
+    prepared = explain.tables(bundle.compiled)
+    arrays = [getattr(prepared, f.name) for f in dataclasses.fields(prepared)]
+    row_kernel = explain._kernel()
+
+    def by_rows(rows: np.ndarray) -> None:
+        row_kernel(np.ascontiguousarray(rows), *arrays, np.zeros(rows.shape))
+
+    def by_blocks(rows: np.ndarray) -> None:
+        explain.shap_values(bundle.compiled, rows, prepared=prepared)
+
+    out = []
+    for n in (2, 3, explain.FEWEST_BLOCKED, explain.BLOCK, 48, MICRO_BATCH):
+        calls = [matrix[i : i + n] for i in range(0, len(matrix) - n + 1, n)][: max(20, 1500 // n)]
+        before: list[float] = []
+        after: list[float] = []
+        for rows in calls:
+            before += [t / n for t in per_row_us(by_rows, [rows])]
+            after += [t / n for t in per_row_us(by_blocks, [rows])]
+        out.append((f"{n} rows", statistics.median(before), statistics.median(after)))
+    return out
+
+
 def _kernel_of(bundle: Any, explain: Any) -> Callable[[Any], Any]:
     prepared = explain.tables(bundle.compiled)  # once per model, as the bundle keeps them
     return lambda row: explain.shap_values(bundle.compiled, row, prepared=prepared)
@@ -185,6 +220,7 @@ def main() -> None:
     os.sched_setaffinity(0, {0})
     try:
         rows = kernel_rows(bundle, matrix)
+        blocks = block_rows(bundle, matrix)
         service, mix = service_path(bundle, 2_000, args.seconds)
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
@@ -192,6 +228,10 @@ def main() -> None:
     for name, samples in rows + service:
         p50, p95, p99 = _percentiles(samples)
         print(f"{name:<48} {p50:>9.1f} {p95:>9.1f} {p99:>9.1f}")
+    print("\nseveral rows in one call, per row (median; the same calls in alternation)")
+    print(f"{'call':<12} {'row kernel us':>14} {'block kernel us':>16} {'ratio':>7}")
+    for name, before, after in blocks:
+        print(f"{name:<12} {before:>14.1f} {after:>16.1f} {after / before:>7.2f}")
     p50 = _percentiles(rows[0][1])[0]
     verdict = "ok" if p50 <= TARGET_P50_US else "MISSED"
     print(f"\nexplanation p50 {p50:.1f} us, target <= {TARGET_P50_US:.0f} us: {verdict}")

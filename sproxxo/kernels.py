@@ -2,7 +2,8 @@
 beside a worker's start-up.
 
 Without numba's on-disk cache a fresh process compiles the tree walk, the card-history
-transition and the explanation kernel: several seconds of CPU on a fresh Cloud Run instance.
+transition and the explanation kernels (one row, blocks of rows): several seconds of CPU on
+a fresh Cloud Run instance.
 The container image runs `compile_all` once at build time (`deploy/numba_cache.sh`,
 BentoML's docker `setup_script`) with `NUMBA_CACHE_DIR` inside the image and
 `NUMBA_CPU_NAME=generic`, so the machine code suits any x86-64 host and every instance loads
@@ -25,13 +26,16 @@ from sproxxo.ml import compiled_trees, explain
 def _steps() -> dict[str, Callable[[], object]]:
     """Each kernel run once on tiny inputs of the service's types, in the order requests
     need them: the tree walk (every answer), the card history (every answer with a store),
-    explanations (reviews and declines)."""
+    explanations (reviews and declines; one row and a block)."""
     model = compiled_trees.stump()
     rows = np.zeros((2, len(FEATURE_NAMES)))
     return {
         "trees": lambda: model.raw(rows),
         "history": history_packed.warm,
-        "explanations": lambda: explain.shap_values(model, rows[:1]),
+        "explanations": lambda: (
+            explain.shap_values(model, rows[:1]),  # the row kernel
+            explain.shap_values(model, np.zeros((explain.FEWEST_BLOCKED, rows.shape[1]))),
+        ),
     }
 
 
@@ -43,6 +47,7 @@ def compile_all() -> dict[str, Callable[..., None]]:
     return {
         "trees": compiled_trees._kernel(),
         "explanations": explain._kernel(),
+        "explanation blocks": explain._block_kernel(),
         "history": history_packed._kernel(),
     }
 

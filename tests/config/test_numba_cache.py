@@ -57,5 +57,5 @@ def test_setup_script_leaves_every_kernel_compiled_for_the_service(tmp_path: Pat
         check=True,
     )
     found = json.loads(probe.stdout.strip().splitlines()[-1])
-    assert set(found) == {"trees", "explanations", "history"}
+    assert set(found) == {"trees", "explanations", "explanation blocks", "history"}
     assert all(hits >= 1 and misses == 0 for hits, misses in found.values()), found

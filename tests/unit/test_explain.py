@@ -123,12 +123,25 @@ def test_contributions_add_up_to_the_raw_score(fixture_model: dict[str, Any]) ->
     assert (np.abs(phi) > 0).sum(axis=1).min() >= 1  # not vacuous: features contribute
 
 
-def test_shap_values_of_a_row_do_not_depend_on_its_batch(fixture_model: dict[str, Any]) -> None:
-    """A row explained alone gets exactly the contributions it gets in a batch."""
+_SMALL, _BLOCK = explain.FEWEST_BLOCKED, explain.BLOCK
+
+
+@pytest.mark.parametrize(
+    "size", [_SMALL - 1, _SMALL, _BLOCK - 1, _BLOCK, _BLOCK + 1, 2 * _BLOCK + 8]
+)
+def test_shap_values_of_a_row_do_not_depend_on_its_batch(
+    fixture_model: dict[str, Any], size: int
+) -> None:
+    """A row explained alone (the row kernel) gets exactly the contributions it gets in a
+    batch of any size: below `FEWEST_BLOCKED` rows the row kernel, from it on the block
+    kernel, blocks full or not (missing values included)."""
     model: CompiledModel = fixture_model["compiled"]
-    matrix = fixture_model["matrix"][:40]
+    matrix = fixture_model["matrix"][:size].copy()
+    matrix[::2, FEATURE_NAMES.index("card_tx_1h")] = np.nan
+    matrix[1::3, FEATURE_NAMES.index("distance_km")] = np.nan
     batch = explain.shap_values(model, matrix)
-    alone = np.vstack([explain.shap_values(model, matrix[i : i + 1]) for i in range(40)])
+    alone = np.vstack([explain.shap_values(model, matrix[i : i + 1]) for i in range(size)])
+    assert (np.abs(alone) > 0).sum() >= size  # not vacuous
     np.testing.assert_array_equal(alone, batch)
 
 
@@ -172,6 +185,8 @@ def test_shap_values_merge_a_feature_repeated_on_a_path(x: list[float]) -> None:
     phi = explain.shap_values(REPEATED, row)[0]
     np.testing.assert_allclose(phi, _brute_force(REPEATED, row[0]), rtol=0, atol=1e-12)
     assert explain.base_value(REPEATED) + phi.sum() == pytest.approx(REPEATED.raw(row)[0])
+    in_a_block = explain.shap_values(REPEATED, np.repeat(row, explain.FEWEST_BLOCKED, axis=0))
+    np.testing.assert_array_equal(in_a_block, np.repeat(phi[None, :], explain.FEWEST_BLOCKED, 0))
 
 
 def test_shap_values_hand_computed() -> None:
@@ -217,11 +232,14 @@ def test_explain_kernel_compiles_without_a_writable_cache(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(numba, "njit", njit)
     explain._kernel.cache_clear()
+    explain._block_kernel.cache_clear()
     try:
-        phi = explain.shap_values(REPEATED, np.array([[-2.0, 5.0]]))[0]
-        np.testing.assert_allclose(phi, [-1.55, 0.05], atol=1e-12)
+        for size in (1, explain.FEWEST_BLOCKED):  # the row kernel, the block kernel
+            phi = explain.shap_values(REPEATED, np.tile([-2.0, 5.0], (size, 1)))
+            np.testing.assert_allclose(phi, np.tile([-1.55, 0.05], (size, 1)), atol=1e-12)
     finally:
         explain._kernel.cache_clear()
+        explain._block_kernel.cache_clear()
 
 
 def _full_tree(depth: int, seed: int) -> CompiledModel:
@@ -253,9 +271,11 @@ def test_shap_values_are_exact_at_the_deepest_explained_depth() -> None:
     model = _full_tree(explain.MAX_DEPTH, seed=3)
     rows = np.random.default_rng(4).normal(size=(3, explain.MAX_DEPTH))
     rows[1, ::3] = np.nan
-    for row in rows:
-        phi = explain.shap_values(model, row[None, :])[0]
-        np.testing.assert_allclose(phi, _brute_force(model, row), rtol=0, atol=1e-9)
+    expected = np.array([_brute_force(model, row) for row in rows])
+    for row, phi in zip(rows, expected, strict=True):
+        np.testing.assert_allclose(explain.shap_values(model, row[None, :])[0], phi, atol=1e-9)
+    blocked = explain.shap_values(model, np.tile(rows, (2, 1)))  # 6 rows: the block kernel
+    np.testing.assert_allclose(blocked, np.tile(expected, (2, 1)), rtol=0, atol=1e-9)
 
 
 def test_a_model_deeper_than_max_depth_does_not_explain_itself() -> None:
