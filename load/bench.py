@@ -626,17 +626,21 @@ def shadow_rows(cfg: dict[str, Any], d: Durations, singles: Path, report: Report
     one without and one with a shadow model (a second model trained here), each on its own
     state folder and BentoML home. Fixed-rate slices of `d.fixed / 2` alternate between
     them in `SHADOW_SLICES` order (A B B A twice: the idle one waits while the other is
-    measured), and each mode's p99 is the median of its four slices' p99, so one stalled
-    slice or the VM's drift over the section decides nothing alone (target: on within
-    10%). Then max throughput with the shadow on, and how many transactions its full
-    queue let through unscored. Returns that max (req/s)."""
+    measured), and each mode's p99 is the median of its slices' p99, so one stalled slice
+    or the VM's drift over the section decides nothing alone (target: on within 10%).
+    Then max throughput with the shadow on, and how many transactions its full queue let
+    through unscored. Returns that max (req/s).
+
+    The servers find the models through `os.environ["BENTOML_HOME"]` (set by `_run`):
+    `cfg["env"]`'s is left out so that each gets a private home linking that store's
+    models (BentoML wipes a home's Prometheus files at start-up)."""
     print("training a challenger for the shadow section ...", flush=True)
     shadow = procs.train_model(
         {**cfg["env"], "SPROXXO_STATE_DIR": str(cfg["work"] / "train-shadow")}, rows=50_000, seed=7
     )
     p99: dict[str, list[float]] = {"off": [], "on": []}
     steal: dict[str, list[float]] = {"off": [], "on": []}
-    shared = {k: v for k, v in cfg["env"].items() if k != "BENTOML_HOME"}  # a home each
+    shared = {k: v for k, v in cfg["env"].items() if k != "BENTOML_HOME"}  # see above
     servers = {
         mode: procs.Server.bentoml(
             env={
@@ -672,7 +676,8 @@ def shadow_rows(cfg: dict[str, Any], d: Durations, singles: Path, report: Report
         Row(
             "shadow scoring",
             f"/predict fixed {FIXED_RATE:.0f} req/s p99, shadow off (A) vs on (B), slices of "
-            f"{d.fixed / 2:.0f} s A B B A A B B A, both servers up",
+            f"{d.fixed / 2:.0f} s {' '.join('A' if m == 'off' else 'B' for m in SHADOW_SLICES)}"
+            ", both servers up, median per mode",
             note=f"off {', '.join(f'{v:.2f}' for v in p99['off'])} ms; "
             f"on {', '.join(f'{v:.2f}' for v in p99['on'])} ms; median on/off {on / off:.2f}; "
             f"VM steal off {', '.join(f'{v:.1f}' for v in steal['off'])}%, "

@@ -26,15 +26,15 @@ from sproxxo.ml import compiled_trees, explain
 def _steps() -> dict[str, Callable[[], object]]:
     """Each kernel run once on tiny inputs of the service's types, in the order requests
     need them: the tree walk (every answer), the card history (every answer with a store),
-    explanations (reviews and declines; one row and a block)."""
+    explanations of one row (a review or decline), then of several (a batch's)."""
     model = compiled_trees.stump()
     rows = np.zeros((2, len(FEATURE_NAMES)))
     return {
         "trees": lambda: model.raw(rows),
         "history": history_packed.warm,
-        "explanations": lambda: (
-            explain.shap_values(model, rows[:1]),  # the row kernel
-            explain.shap_values(model, np.zeros((explain.FEWEST_BLOCKED, rows.shape[1]))),
+        "explanations": lambda: explain.shap_values(model, rows[:1]),  # the row kernel
+        "explanation blocks": lambda: explain.shap_values(
+            model, np.zeros((explain.FEWEST_BLOCKED, rows.shape[1]))
         ),
     }
 

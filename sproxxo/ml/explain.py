@@ -35,10 +35,12 @@ division per row: every factor and its inverse depends only on the model and on 
 used before, costs O(leaves * depth^2) per tree: 2.4-3x slower here, same values to 5e-14.)
 
 Several rows are explained `BLOCK` at a time (`_shap_blocks`): each node's tables are read
-once for the block instead of once per row, ~1.5x faster a row from 4 rows on (a batch's
-reviews and declines, the micro-batcher's calls); one to three rows take the row kernel
-(`_shap`), which the block kernel's loops would slow down ~1.8x. Both run the same
-operations in the same order for a row: the same floats, bit for bit (tests).
+once for the block instead of once per row, 0.65-0.72x the row kernel's time a row in calls
+of 16 to 64 rows (a batch's reviews and declines, the micro-batcher's calls), 0.95x at 4;
+one to three rows take the row kernel (`_shap`), as the block kernel's loops make a single
+row 1.8x slower. Both run the same operations in the same order for a row: the same floats,
+bit for bit (tests). Each kernel has its own background-load step (`sproxxo.kernels`): a
+one-row review waits for the row kernel only.
 """
 
 from __future__ import annotations
@@ -58,9 +60,9 @@ from sproxxo.ml.compiled_trees import BoolArray, CompiledModel, FloatArray, IntA
 _POINTS = 4
 MAX_DEPTH = 2 * _POINTS
 #: Rows the block kernel explains together (its scratch for trees of 31 leaves: 3 arrays of
-#: 61 nodes x BLOCK rows x 4 points, ~94 KiB at 16), and the fewest rows a call sends it:
-#: against the row kernel, paired calls on the default model (200 trees) took 1.23x its
-#: time for 2 rows, 1.07x for 3, 0.93x for 4, 0.64-0.71x for 16 to 48 (README).
+#: 61 nodes x BLOCK rows x 4 points, ~94 KiB at 16), and the fewest rows a call sends it.
+#: Paired with the row kernel on the default model (200 trees), time a row: one row 1.8x,
+#: 4 rows 0.95x, 16 to 64 rows 0.65-0.72x (`load/explain_bench.py`, README).
 BLOCK = 16
 FEWEST_BLOCKED = 4
 
@@ -395,8 +397,10 @@ def shap_values(
     t = prepared if prepared is not None else tables(model)
     rows = np.ascontiguousarray(x, dtype=np.float64)
     out = np.zeros(rows.shape, dtype=np.float64)
-    jit.wait("explanations")  # no interpreted twin: ~0.25 ms a row is the kernel's cost
-    kernel = _block_kernel() if len(rows) >= FEWEST_BLOCKED else _kernel()
+    blocked = len(rows) >= FEWEST_BLOCKED
+    # no interpreted twin: ~0.25 ms a row is the kernel's cost
+    jit.wait("explanation blocks" if blocked else "explanations")
+    kernel = _block_kernel() if blocked else _kernel()
     kernel(
         rows,
         t.starts,

@@ -75,9 +75,11 @@ def test_shap_values_equal_brute_force_shapley_values(small: dict[str, Any]) -> 
     model: CompiledModel = small["model"]
     rows = small["x"][:30]
     assert np.isnan(rows).any()
-    got = explain.shap_values(model, rows)
+    got = explain.shap_values(model, rows)  # the block kernel
     expected = np.array([_brute_force(model, row) for row in rows])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    alone = np.vstack([explain.shap_values(model, rows[i : i + 1]) for i in range(len(rows))])
+    np.testing.assert_allclose(alone, expected, rtol=0, atol=1e-9)  # the row kernel
 
 
 def test_base_value_is_the_mean_raw_score_of_the_training_rows(small: dict[str, Any]) -> None:
@@ -209,6 +211,20 @@ def test_shap_values_send_nan_the_models_missing_way() -> None:
     np.testing.assert_allclose(phi_left, [-1.55, 0.05], atol=1e-12)
 
 
+@pytest.mark.parametrize("size", [1, _SMALL - 1, _SMALL, 2 * _BLOCK + 1])
+def test_shap_values_take_the_block_kernel_from_fewest_blocked_rows_on(
+    monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """Calls below `FEWEST_BLOCKED` rows run the row kernel, the others the block kernel
+    (so the equality tests above compare the two kernels, not one with itself)."""
+    ran: list[str] = []
+    for name in ("_kernel", "_block_kernel"):
+        real = getattr(explain, name)()
+        monkeypatch.setattr(explain, name, lambda name=name, real=real: (ran.append(name), real)[1])
+    explain.shap_values(REPEATED, np.zeros((size, 2)))
+    assert ran == ["_block_kernel" if size >= _SMALL else "_kernel"]
+
+
 def test_shap_values_refuse_a_model_without_covers() -> None:
     """A compiled model without covers (an old bundle's arrays) cannot be explained."""
     bare = dataclasses.replace(REPEATED, cover=None)
@@ -273,7 +289,8 @@ def test_shap_values_are_exact_at_the_deepest_explained_depth() -> None:
     rows[1, ::3] = np.nan
     expected = np.array([_brute_force(model, row) for row in rows])
     for row, phi in zip(rows, expected, strict=True):
-        np.testing.assert_allclose(explain.shap_values(model, row[None, :])[0], phi, atol=1e-9)
+        row_phi = explain.shap_values(model, row[None, :])[0]
+        np.testing.assert_allclose(row_phi, phi, rtol=0, atol=1e-9)
     blocked = explain.shap_values(model, np.tile(rows, (2, 1)))  # 6 rows: the block kernel
     np.testing.assert_allclose(blocked, np.tile(expected, (2, 1)), rtol=0, atol=1e-9)
 
